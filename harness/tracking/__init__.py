@@ -1,0 +1,1 @@
+"""MLflow tracking: the one place that talks to MLflow (see `store`)."""

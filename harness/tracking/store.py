@@ -1,0 +1,214 @@
+"""The one module that talks to MLflow. Everything else hands it plain data.
+
+The store is `MLFLOW_TRACKING_URI` when set, else a sqlite file `mlflow.db` in the results folder, with artifacts
+under `results/mlartifacts`. Runs are addressed by id through `MlflowClient` (no global active-run state), so
+nested runs are explicit: a child carries the `mlflow.parentRunId` tag. `run()` ends a run FINISHED, or FAILED
+when its body raises (KILLED on Ctrl-C): no run is ever left RUNNING.
+
+Metric names are sanitised here and only here: lm-eval's ``"exact_match,strict-match"`` becomes
+``exact_match/strict-match``; values that are not finite numbers (``"N/A"``, NaN, None) are never logged.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping
+
+_PARAM_MAX = 6000  # MLflow's limit on a param value
+_BATCH = 900  # log_batch accepts at most 1000 metrics per call
+
+_client_cache: dict[str, Any] = {}
+
+
+def tracking_uri(results_dir: str | os.PathLike | None = None) -> str:
+    """The tracking URI in force: `MLFLOW_TRACKING_URI`, else ``sqlite:///<results>/mlflow.db``."""
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    root = Path(results_dir or "results").resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{root / 'mlflow.db'}"
+
+
+def client(uri: str):
+    """A cached `MlflowClient` for `uri` (imports mlflow lazily)."""
+    if uri not in _client_cache:
+        import logging
+
+        from mlflow.tracking import MlflowClient
+
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+        _client_cache[uri] = MlflowClient(tracking_uri=uri)
+    return _client_cache[uri]
+
+
+def experiment_id(uri: str, name: str, results_dir: str | os.PathLike | None = None) -> str:
+    """Get or create the experiment `name`; a local store keeps its artifacts in ``<results>/mlartifacts``."""
+    c = client(uri)
+    exp = c.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    location = None
+    if uri.startswith("sqlite:///") and not os.environ.get("MLFLOW_TRACKING_URI"):
+        location = (Path(results_dir or "results").resolve() / "mlartifacts").as_uri()
+    return c.create_experiment(name, artifact_location=location)
+
+
+def sanitize_metric_name(name: str) -> str:
+    """MLflow-safe metric name: lm-eval's ``metric,filter`` → ``metric/filter``; other odd characters → ``_``."""
+    name = name.replace(",", "/")
+    name = re.sub(r"[^0-9A-Za-z_\-./ :]", "_", name)
+    return re.sub(r"/+", "/", name).strip("/")
+
+
+def _finite(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return float(value)
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Flatten nested mappings into dotted keys (``{"a": {"b": 1}}`` → ``{"a.b": 1}``)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+class Run:
+    """A handle on one MLflow run: log params, metrics, tags and artifacts by id."""
+
+    def __init__(self, uri: str, run_id: str, experiment_id: str):
+        self.uri, self.run_id, self.experiment_id = uri, run_id, experiment_id
+
+    @property
+    def client(self):
+        return client(self.uri)
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Log flat params in batches; values are stringified and cut to MLflow's limit."""
+        from mlflow.entities import Param
+
+        items = [Param(str(k), str(v)[:_PARAM_MAX]) for k, v in params.items()]
+        for i in range(0, len(items), 100):
+            self.client.log_batch(self.run_id, params=items[i : i + 100])
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        from mlflow.entities import RunTag
+
+        items = [RunTag(str(k), str(v)[:_PARAM_MAX]) for k, v in tags.items()]
+        for i in range(0, len(items), 100):
+            self.client.log_batch(self.run_id, tags=items[i : i + 100])
+
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        """Log one value per metric at `step` (sanitised names; non-finite values skipped)."""
+        self.log_history([(step or 0, metrics)])
+
+    def log_history(self, rows: Iterable[tuple[int, Mapping[str, Any]]]) -> None:
+        """Log many `(step, {name: value})` rows in as few `log_batch` calls as possible."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        batch: list = []
+        for step, metrics in rows:
+            for k, v in metrics.items():
+                f = _finite(v)
+                if f is not None:
+                    batch.append(Metric(sanitize_metric_name(str(k)), f, now, int(step)))
+        for i in range(0, len(batch), _BATCH):
+            self.client.log_batch(self.run_id, metrics=batch[i : i + _BATCH])
+
+    def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
+        """Log a file or a whole folder."""
+        p = Path(path)
+        if p.is_dir():
+            self.client.log_artifacts(self.run_id, str(p), artifact_path)
+        else:
+            self.client.log_artifact(self.run_id, str(p), artifact_path)
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        self.client.log_text(self.run_id, text, artifact_file)
+
+    def log_dict(self, data: Any, artifact_file: str) -> None:
+        if artifact_file.endswith((".yaml", ".yml")):
+            import yaml
+
+            self.log_text(yaml.safe_dump(data, sort_keys=False), artifact_file)
+        else:
+            self.log_text(json.dumps(data, indent=2, default=str), artifact_file)
+
+    def log_figure(self, figure, artifact_file: str) -> None:
+        self.client.log_figure(self.run_id, figure, artifact_file)
+
+    def log_table(self, frame, artifact_file: str) -> None:
+        """Log a pandas DataFrame as CSV, JSONL or Parquet according to the file's extension."""
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / Path(artifact_file).name
+            if artifact_file.endswith(".parquet"):
+                frame.to_parquet(path, index=False)
+            elif artifact_file.endswith(".jsonl"):
+                frame.to_json(path, orient="records", lines=True, force_ascii=False)
+            else:
+                frame.to_csv(path, index=False)
+            parent = str(Path(artifact_file).parent)
+            self.client.log_artifact(self.run_id, str(path), None if parent == "." else parent)
+
+    def artifact_uri(self) -> str:
+        return self.client.get_run(self.run_id).info.artifact_uri
+
+
+@contextmanager
+def run(
+    name: str,
+    *,
+    experiment: str = "harness",
+    results_dir: str | os.PathLike | None = None,
+    parent: Run | None = None,
+    tags: Mapping[str, Any] | None = None,
+) -> Iterator[Run]:
+    """Open a run (nested under `parent` if given); it ends FINISHED, FAILED on an exception, KILLED on Ctrl-C."""
+    uri = parent.uri if parent else tracking_uri(results_dir)
+    exp_id = parent.experiment_id if parent else experiment_id(uri, experiment, results_dir)
+    all_tags = {"mlflow.runName": name, **(tags or {})}
+    if parent:
+        all_tags["mlflow.parentRunId"] = parent.run_id
+    c = client(uri)
+    info = c.create_run(exp_id, run_name=name, tags={k: str(v) for k, v in all_tags.items()}).info
+    handle = Run(uri, info.run_id, exp_id)
+    try:
+        yield handle
+    except KeyboardInterrupt:
+        c.set_terminated(info.run_id, "KILLED")
+        raise
+    except BaseException:
+        c.set_terminated(info.run_id, "FAILED")
+        raise
+    else:
+        c.set_terminated(info.run_id, "FINISHED")
+
+
+def search_runs(uri: str, experiment: str, filter_string: str = "", order_by: list[str] | None = None):
+    """Runs of `experiment` as a pandas DataFrame (empty if the experiment does not exist)."""
+    import mlflow
+    import pandas as pd
+
+    exp = client(uri).get_experiment_by_name(experiment)
+    if exp is None:
+        return pd.DataFrame()
+    mlflow.set_tracking_uri(uri)
+    return mlflow.search_runs([exp.experiment_id], filter_string=filter_string, order_by=order_by or [])
