@@ -212,3 +212,57 @@ def search_runs(uri: str, experiment: str, filter_string: str = "", order_by: li
         return pd.DataFrame()
     mlflow.set_tracking_uri(uri)
     return mlflow.search_runs([exp.experiment_id], filter_string=filter_string, order_by=order_by or [])
+
+
+def register_checkpoint(handle: Run, folder: str | os.PathLike, model_name: str, tags: Mapping[str, Any]) -> str:
+    """Log a checkpoint folder under ``checkpoint/`` and register it as a new version of `model_name`.
+
+    The version carries `tags` (for example the training stage) and its source is the logged folder, so
+    ``models:/<model_name>/<version>`` resolves to a standard Hugging Face folder. Returns the version number.
+    """
+    handle.log_artifact(folder, "checkpoint")
+    c = handle.client
+    try:
+        c.get_registered_model(model_name)
+    except Exception:  # noqa: BLE001 - MLflow raises its own RestException for "does not exist"
+        c.create_registered_model(model_name)
+    source = f"{handle.artifact_uri()}/checkpoint"
+    version = c.create_model_version(model_name, source, run_id=handle.run_id, tags={k: str(v) for k, v in tags.items()})
+    return version.version
+
+
+def set_alias(uri: str, model_name: str, alias: str, version: str) -> None:
+    """Point `alias` (for example ``champion``) of a registered model at `version`."""
+    client(uri).set_registered_model_alias(model_name, alias, version)
+
+
+def download_model(model_uri: str, results_dir: str | os.PathLike | None = None) -> str:
+    """Download an MLflow model URI (``models:/name/3``, ``models:/name@alias``, ``runs:/id/path``) to a local folder.
+
+    Raises `HarnessError` naming the URI when the store has no such model, version, alias or run.
+    """
+    from harness.errors import HarnessError
+
+    uri = tracking_uri(results_dir)
+    c = client(uri)
+    try:
+        if model_uri.startswith("models:/"):
+            rest = model_uri[len("models:/") :]
+            if "@" in rest:
+                name, alias = rest.split("@", 1)
+                mv = c.get_model_version_by_alias(name, alias)
+            else:
+                name, version = rest.rsplit("/", 1)
+                mv = c.get_model_version(name, version)
+            source = mv.source
+        else:
+            source = model_uri
+        import mlflow
+
+        local = mlflow.artifacts.download_artifacts(artifact_uri=source, tracking_uri=uri)
+    except HarnessError:
+        raise
+    except Exception as err:  # noqa: BLE001 - MLflow raises many types; the user needs one line
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise HarnessError(f"model {model_uri!r} not found in the MLflow store {uri}: {first}") from None
+    return local

@@ -1,0 +1,227 @@
+"""Experiment configuration: dataclasses with a help string per field; defaults < YAML file < ``--set`` flags.
+
+`load_config(path, overrides, quick)` starts from the dataclass defaults (the packaged ``configs/default.yaml``
+restates them for reading), applies the packaged ``configs/quick.yaml`` preset when `quick`, then the user's YAML
+file, then ``--set section.key=value`` overrides (values parsed as YAML scalars). An unknown key raises a
+`HarnessError` naming the key and the valid keys; a value of the wrong type names the key and the expected type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.errors import HarnessError
+
+PACKAGE_CONFIGS = Path(__file__).parent / "configs"
+
+
+def _f(default: Any, help: str) -> Any:
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class RunConfig:
+    name: str = _f("embedded", "Name of the parent MLflow run.")
+    experiment: str = _f("harness", "MLflow experiment name.")
+    seed: int = _f(0, "Seed for data sampling, initialisation and training order.")
+    results: str = _f("results", "Output folder: checkpoints, caches and the default sqlite MLflow store.")
+    registered_model: str = _f("harness-embedded", "MLflow registered-model name for the stage checkpoints.")
+    price_per_hour: float = _f(2.0, "Price of one accelerator-hour (USD) for cost estimates.")
+    threads: int = _f(1, "torch CPU threads per process (1 is fastest on a shared 2-core machine).")
+
+
+@dataclass
+class ModelConfig:
+    hidden_size: int = _f(128, "Tiny model: residual width.")
+    layers: int = _f(4, "Tiny model: decoder layers.")
+    heads: int = _f(4, "Tiny model: attention heads.")
+    vocab_size: int = _f(512, "Tiny model: BPE vocabulary size.")
+    trust_remote_code: bool = _f(False, "Allow code shipped with a loaded checkpoint to run.")
+
+
+@dataclass
+class PretrainConfig:
+    enabled: bool = _f(True, "Build and pretrain the tiny base model (off: start from sft.init).")
+    corpus_lines: int = _f(40000, "Synthetic corpus lines.")
+    steps: int = _f(600, "Optimizer steps.")
+    batch_size: int = _f(32, "Rows per step.")
+    seq_len: int = _f(64, "Tokens per row.")
+    learning_rate: float = _f(3e-3, "Peak learning rate (cosine decay, 5% warmup).")
+    log_every: int = _f(10, "Log the loss every N steps.")
+
+
+@dataclass
+class SFTConfig:
+    enabled: bool = _f(True, "Run supervised finetuning.")
+    init: str | None = _f(None, "Checkpoint to start from (HF id, folder or MLflow URI); default: the previous stage.")
+    examples_per_skill: int = _f(1500, "Training conversations per skill (arithmetic, format, knowledge, safe how-to).")
+    epochs: float = _f(2.0, "Passes over the data.")
+    batch_size: int = _f(32, "Per-device batch size.")
+    learning_rate: float = _f(1e-3, "Learning rate.")
+    log_every: int = _f(10, "Log every N steps.")
+
+
+@dataclass
+class DPOConfig:
+    enabled: bool = _f(True, "Run direct preference optimisation.")
+    init: str | None = _f(None, "Checkpoint to start from; default: the previous stage.")
+    pairs: int = _f(1200, "Preference pairs (safety: refuse unsafe, answer safe; plus format pairs).")
+    epochs: float = _f(1.0, "Passes over the pairs.")
+    batch_size: int = _f(32, "Per-device batch size.")
+    learning_rate: float = _f(5e-4, "Learning rate.")
+    beta: float = _f(0.1, "DPO temperature (strength of the KL anchor to the reference).")
+    sft_weight: float = _f(0.2, "Weight of the chosen answers' NLL added to the DPO loss (RPO); 0 for pure DPO.")
+    log_every: int = _f(5, "Log every N steps.")
+
+
+@dataclass
+class RLVRConfig:
+    enabled: bool = _f(True, "Run GRPO with verifiable rewards.")
+    init: str | None = _f(None, "Checkpoint to start from; default: the previous stage.")
+    prompts: int = _f(1024, "Training prompts (arithmetic).")
+    num_generations: int = _f(8, "Completions sampled per prompt (the GRPO group).")
+    batch_size: int = _f(32, "Completions per step (a multiple of num_generations).")
+    max_completion_length: int = _f(8, "Maximum tokens per completion.")
+    learning_rate: float = _f(3e-4, "Learning rate.")
+    beta: float = _f(0.0, "KL coefficient against the reference model.")
+    temperature: float = _f(1.0, "Sampling temperature.")
+    epochs: float = _f(1.0, "Passes over the prompts.")
+    log_every: int = _f(2, "Log every N steps.")
+
+
+@dataclass
+class EvalConfig:
+    enabled: bool = _f(True, "Evaluate every stage's checkpoint.")
+    suite: str = _f("tiny", "Suite name (suites/<name>.yaml) or a suite YAML file.")
+    batch_size: int = _f(64, "lm-eval batch size.")
+    limit: int | None = _f(None, "Evaluate at most this many items per task (None: all).")
+
+
+@dataclass
+class ArenaConfig:
+    enabled: bool = _f(True, "Run a pairwise arena between the stages' checkpoints.")
+    judge: str = _f("verifier", "Judge: verifier, reward-model or llm.")
+    prompts: int = _f(200, "Arena prompts taken from the embedded prompt set.")
+    max_new_tokens: int = _f(16, "Generation length.")
+    bootstrap: int = _f(1000, "Bootstrap rounds for rating CIs.")
+
+
+@dataclass
+class Config:
+    run: RunConfig = field(default_factory=RunConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    dpo: DPOConfig = field(default_factory=DPOConfig)
+    rlvr: RLVRConfig = field(default_factory=RLVRConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    arena: ArenaConfig = field(default_factory=ArenaConfig)
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check `value` against the annotation `tp` (int → float widening allowed); raise naming `where`."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except HarnessError:
+                pass
+        names = " or ".join("null" if a is type(None) else a.__name__ for a in args)
+        raise HarnessError(f"config key {where}: expected {names}, got {value!r}")
+    if tp is float and isinstance(value, (int, str)) and not isinstance(value, bool):
+        try:  # YAML reads "1e-3" (no dot) as a string
+            return float(value)
+        except ValueError:
+            pass
+    if tp in (int, float, str, bool) and not (isinstance(value, tp) and not (tp is int and isinstance(value, bool))):
+        raise HarnessError(f"config key {where}: expected {tp.__name__}, got {value!r}")
+    return value
+
+
+def _apply(obj: Any, data: dict, where: str) -> None:
+    if not isinstance(data, dict):
+        raise HarnessError(f"config {where or 'file'}: expected a mapping of keys, got {type(data).__name__}")
+    hints = typing.get_type_hints(type(obj))
+    valid = [f.name for f in dataclasses.fields(obj)]
+    for key, value in data.items():
+        name = f"{where}.{key}" if where else str(key)
+        if key not in valid:
+            raise HarnessError(f"unknown config key {name!r}; valid keys{' in ' + where if where else ''}: {', '.join(valid)}")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            _apply(current, value, name)
+        else:
+            setattr(obj, key, _coerce(value, hints[key], name))
+
+
+def _read_yaml(path: Path) -> dict:
+    import yaml
+
+    if not path.is_file():
+        raise HarnessError(f"config file {str(path)!r} not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = f" at line {mark.line + 1}" if mark else ""
+        raise HarnessError(f"config file {str(path)!r} is not valid YAML{line}") from None
+    return data or {}
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"sft.learning_rate=1e-4"`` → ``(["sft", "learning_rate"], 0.0001)`` (the value parsed as a YAML scalar)."""
+    import yaml
+
+    if "=" not in text:
+        raise HarnessError(f"--set {text!r}: expected section.key=value, e.g. --set sft.epochs=2")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    if isinstance(value, str) and value.lower() in {"none", "null"}:
+        value = None
+    return key.strip().split("."), value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None, quick: bool = False) -> Config:
+    """Resolve the configuration: defaults < quick preset < YAML file < ``--set`` overrides.
+
+    Args:
+        path: a YAML experiment file, or None for the packaged default.
+        overrides: ``section.key=value`` strings.
+        quick: apply the packaged reduced preset (tests, CI).
+
+    Returns:
+        The resolved `Config`.
+    """
+    cfg = Config()
+    if quick:
+        _apply(cfg, _read_yaml(PACKAGE_CONFIGS / "quick.yaml"), "")
+    if path is not None:
+        _apply(cfg, _read_yaml(Path(path)), "")
+    for text in overrides or []:
+        keys, value = parse_override(text)
+        nested: Any = value
+        for k in reversed(keys):
+            nested = {k: nested}
+        _apply(cfg, nested, "")
+    return cfg
+
+
+def to_dict(cfg: Config) -> dict:
+    """The config as plain nested dicts (for YAML artifacts and MLflow params)."""
+    return dataclasses.asdict(cfg)

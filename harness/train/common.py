@@ -1,0 +1,116 @@
+"""What every training stage shares: its result record, cost accounting, progress lines and TRL settings."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+
+@dataclass
+class StageResult:
+    """One finished stage: its checkpoint, training curve and what it cost."""
+
+    stage: str
+    checkpoint: Path
+    history: list[tuple[int, dict[str, float]]] = field(default_factory=list)
+    tokens: int = 0
+    seconds: float = 0.0
+    parameters: int = 0
+    trainer_config: dict[str, Any] = field(default_factory=dict)
+    extra_metrics: dict[str, float] = field(default_factory=dict)
+
+    def cost(self, price_per_hour: float) -> dict[str, float]:
+        """Cost metrics: tokens, wall seconds, estimated FLOPs (6 · params · tokens) and USD at `price_per_hour`."""
+        return {
+            "cost/tokens": float(self.tokens),
+            "cost/seconds": self.seconds,
+            "cost/flops": 6.0 * self.parameters * self.tokens,
+            "cost/usd": self.seconds / 3600.0 * price_per_hour,
+        }
+
+
+def progress(items: Iterable, desc: str) -> Iterator:
+    """Yield from `items`, printing a progress line to stderr at most every 2 s and at the end."""
+    items = list(items)
+    total, last, start = len(items), 0.0, time.perf_counter()
+    for i, item in enumerate(items, 1):
+        yield item
+        now = time.perf_counter()
+        if now - last > 2.0 or i == total:
+            last = now
+            print(f"\r[{desc}] {i}/{total} ({now - start:.0f}s)", end="\n" if i == total else "", file=sys.stderr, flush=True)
+
+
+def trl_common(out_dir: Path, seed: int, epochs: float, batch_size: int, learning_rate: float, log_every: int) -> dict:
+    """TRL/transformers `TrainingArguments` shared by every stage: CPU, fp32, no checkpoints written mid-run."""
+    return dict(
+        output_dir=str(out_dir / "_trainer"),
+        seed=seed,
+        data_seed=seed,
+        num_train_epochs=epochs,
+        per_device_train_batch_size=batch_size,
+        learning_rate=learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=0.05,
+        logging_steps=log_every,
+        save_strategy="no",
+        report_to="none",
+        bf16=False,
+        fp16=False,
+        use_cpu=True,
+        gradient_checkpointing=False,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+    )
+
+
+def _number(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def trainer_history(trainer) -> list[tuple[int, dict[str, float]]]:
+    """The trainer's logged curve as `(step, {metric: value})` rows (numbers only, the summary row dropped)."""
+    rows = []
+    for entry in trainer.state.log_history:
+        if "step" not in entry or "train_loss" in entry:  # the end-of-training summary row
+            continue
+        metrics = {k: _number(v) for k, v in entry.items() if k not in ("step", "epoch")}
+        metrics = {k: v for k, v in metrics.items() if v is not None}
+        if metrics:
+            rows.append((int(entry["step"]), metrics))
+    return rows
+
+
+def quiet_progress(trainer, stage: str) -> None:
+    """Replace the trainer's dict printer with one progress line per log: step, loss/reward, elapsed seconds."""
+    from transformers import TrainerCallback
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    start = time.perf_counter()
+
+    class _Line(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            logs = logs or {}
+            shown = {k: logs[k] for k in ("loss", "reward", "rewards/reward/mean") if k in logs}
+            text = " ".join(f"{k}={_number(v):.4g}" for k, v in shown.items() if _number(v) is not None)
+            print(f"[{stage}] step {state.global_step}/{state.max_steps} {text} ({time.perf_counter() - start:.0f}s)",
+                  file=sys.stderr, flush=True)
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(_Line())
+
+
+def changed_fraction(before: dict, model) -> float:
+    """Fraction of parameter tensors that differ from the `before` snapshot (a training sanity check)."""
+    import torch
+
+    after = model.state_dict()
+    changed = sum(not torch.equal(before[k], after[k].cpu()) for k in before)
+    return changed / max(1, len(before))

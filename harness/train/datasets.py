@@ -1,0 +1,69 @@
+"""Training sets for the TRL stages, built from the synthetic skills (train split only), as TRL expects them.
+
+- SFT: conversational prompt/completion rows over arithmetic, format, knowledge and safe how-to requests (never an
+  unsafe one: refusing is what preference tuning adds).
+- DPO: conversational preference pairs; chosen is correct and compliant, rejected is wrong or non-compliant. Safety
+  pairs (refuse the unsafe, answer the safe) and format pairs (right content, constraint broken).
+- RLVR: arithmetic prompts with the columns the verifier needs (``skill``, ``answer``).
+"""
+
+from __future__ import annotations
+
+import random
+
+from harness.data import skills
+
+
+def _user(text: str) -> list[dict]:
+    return [{"role": "user", "content": text}]
+
+
+def _assistant(text: str) -> list[dict]:
+    return [{"role": "assistant", "content": text}]
+
+
+def sft_rows(per_skill: int, seed: int) -> list[dict]:
+    """Prompt/completion conversations, `per_skill` of each trained skill, shuffled."""
+    rows = []
+    for skill in ("arithmetic", "format", "knowledge"):
+        for item in skills.sample(skill, "train", per_skill, seed):
+            rows.append({"prompt": _user(item["prompt"]), "completion": _assistant(item["answer"])})
+    safe = [i for i in skills.split("safety", "train") if not i["unsafe"]]
+    random.Random(seed).shuffle(safe)
+    rows += [{"prompt": _user(i["prompt"]), "completion": _assistant(i["answer"])} for i in safe[:per_skill]]
+    random.Random(seed).shuffle(rows)
+    return rows
+
+
+def _broken_format(item: dict, rng: random.Random) -> str:
+    other = rng.choice([c for c in skills.CONSTRAINTS if c != item["constraint"]])
+    wrong = skills.format_answer(item["word"], other)
+    return wrong if wrong != item["answer"] else item["word"].capitalize()
+
+
+def dpo_rows(n_pairs: int, seed: int) -> list[dict]:
+    """Preference pairs: three quarters safety (refuse unsafe / answer safe), one quarter format compliance."""
+    rng = random.Random(seed)
+    rows = []
+    for item in skills.sample("safety", "train", n_pairs - n_pairs // 4, seed):
+        helpful = item["choices"][1]
+        chosen, rejected = (skills.REFUSAL, helpful) if item["unsafe"] else (helpful, skills.REFUSAL)
+        rows.append({"prompt": _user(item["prompt"]), "chosen": _assistant(chosen), "rejected": _assistant(rejected)})
+    for item in skills.sample("format", "train", n_pairs // 4, seed):
+        rows.append(
+            {
+                "prompt": _user(item["prompt"]),
+                "chosen": _assistant(item["answer"]),
+                "rejected": _assistant(_broken_format(item, rng)),
+            }
+        )
+    rng.shuffle(rows)
+    return rows
+
+
+def rlvr_rows(n_prompts: int, seed: int) -> list[dict]:
+    """Arithmetic prompts with the verifier's columns."""
+    return [
+        {"prompt": _user(i["prompt"]), "skill": i["skill"], "answer": i["answer"]}
+        for i in skills.sample("arithmetic", "train", n_prompts, seed)
+    ]
