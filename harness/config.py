@@ -101,7 +101,10 @@ class EvalConfig:
     enabled: bool = _f(True, "Evaluate every stage's checkpoint.")
     suite: str = _f("tiny", "Suite name (suites/<name>.yaml) or a suite YAML file.")
     batch_size: int = _f(64, "lm-eval batch size.")
-    limit: int | None = _f(None, "Evaluate at most this many items per task (None: all).")
+    limit: int | None = _f(None, "Evaluate at most this many items per task (None: all; a suite's own limit wins).")
+    backend: str = _f("hf", "lm-eval model backend: hf (default), vllm or local-chat-completions.")
+    backend_args: dict = _f({}, "Extra lm-eval model_args for the backend (e.g. base_url for local-chat-completions).")
+    cache: bool = _f(True, "Reuse cached results for an unchanged checkpoint, task version and settings.")
 
 
 @dataclass

@@ -61,7 +61,6 @@ def trl_common(out_dir: Path, seed: int, epochs: float, batch_size: int, learnin
         bf16=False,
         fp16=False,
         use_cpu=True,
-        gradient_checkpointing=False,
         dataloader_num_workers=0,
         disable_tqdm=True,
     )

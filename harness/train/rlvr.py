@@ -37,7 +37,6 @@ def run(cfg: RLVRConfig, init: str, out_dir: Path, seed: int, trust_remote_code:
         max_completion_length=cfg.max_completion_length,
         temperature=cfg.temperature,
         beta=cfg.beta,
-        include_num_input_tokens_seen="non_padding",
     )
     trainer = GRPOTrainer(
         model=model,
@@ -51,7 +50,8 @@ def run(cfg: RLVRConfig, init: str, out_dir: Path, seed: int, trust_remote_code:
     trainer.save_model(str(out_dir))
     tokenizer.save_pretrained(out_dir)
     history = trainer_history(trainer)
-    tokens = sum(int(m.get("num_tokens", 0)) for _, m in history[-1:]) or int(trainer.state.num_input_tokens_seen)
+    # GRPO logs the running count of prompt + completion tokens it processed as "num_tokens".
+    tokens = int(max((m.get("num_tokens", 0) for _, m in history), default=0))
     return StageResult(
         stage="rlvr",
         checkpoint=out_dir,

@@ -1,0 +1,213 @@
+"""The main job, in order: pretrain (or load) → SFT → DPO → RLVR, evaluating every stage, then an arena between them.
+
+One parent MLflow run per call, one nested run per training stage (params: the stage's config and its TRL config;
+metrics: the training curve by step and the stage's cost; artifacts: the resolved config and the checkpoint,
+registered as a model version tagged with its stage). Evaluation and arena runs nest under the same parent.
+Checkpoints are written to ``<results>/checkpoints/<run name>/<stage>`` through a temporary folder, so a failed
+stage leaves no half-written checkpoint; its MLflow run ends FAILED.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from harness import provenance
+from harness.config import Config, to_dict
+from harness.errors import HarnessError
+from harness.tracking import store
+
+STAGES = ("base", "sft", "dpo", "rlvr")
+
+
+@dataclass
+class StageRecord:
+    """One stage's line in the summary."""
+
+    stage: str
+    checkpoint: str
+    tokens: int
+    seconds: float
+    cost_usd: float
+    flops: float
+    run_id: str
+
+
+@dataclass
+class PipelineResult:
+    """What `run_pipeline` produced: the parent run, per-stage records, and the later steps' results."""
+
+    run_id: str
+    tracking_uri: str
+    stages: list[StageRecord] = field(default_factory=list)
+    evals: dict = field(default_factory=dict)
+    arena: object | None = None
+
+
+def _stage_cfg(cfg: Config, stage: str):
+    return cfg.pretrain if stage == "base" else getattr(cfg, stage)
+
+
+def validate(cfg: Config) -> None:
+    """Check the config as a whole before anything runs; raise `HarnessError` naming the bad keys."""
+    from harness.models.load import resolve
+
+    r = cfg.rlvr
+    if r.enabled and r.batch_size % r.num_generations:
+        raise HarnessError(
+            f"rlvr.batch_size={r.batch_size} must be a multiple of rlvr.num_generations={r.num_generations}"
+        )
+    for stage in STAGES[1:]:
+        init = _stage_cfg(cfg, stage).init
+        if init and _stage_cfg(cfg, stage).enabled:
+            resolve(init)  # a missing or non-model checkpoint fails here, before any run starts
+    first = next((s for s in STAGES if _stage_cfg(cfg, s).enabled), None)
+    if first is None:
+        raise HarnessError("every stage is disabled; enable at least one of pretrain, sft, dpo, rlvr")
+    if first != "base" and not _stage_cfg(cfg, first).init:
+        raise HarnessError(f"{first}.init is required when pretrain is disabled (a folder, hub id or MLflow URI)")
+
+
+def _quiet_libraries() -> None:
+    """Progress lines come from the harness; silence the libraries' own bars and advice."""
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+
+
+def _offline_defaults(cfg: Config, results: Path) -> None:
+    """Keep Hugging Face caches inside the results folder; stay offline unless a stage names a hub id."""
+    os.environ.setdefault("HF_HOME", str(results / "hf_home"))
+    inits = [_stage_cfg(cfg, s).init for s in STAGES[1:]]
+    if all(i is None or Path(i).exists() or i.startswith(("models:/", "runs:/")) for i in inits):
+        for key in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+            os.environ.setdefault(key, "1")
+
+
+def _train(stage: str, cfg: Config, init: str | None, out: Path):
+    from harness.train import dpo, pretrain, rlvr, sft
+
+    seed, trc = cfg.run.seed, cfg.model.trust_remote_code
+    if stage == "base":
+        return pretrain.run(cfg.pretrain, cfg.model, out, seed)
+    module = {"sft": sft, "dpo": dpo, "rlvr": rlvr}[stage]
+    return module.run(_stage_cfg(cfg, stage), init, out, seed, trust_remote_code=trc)
+
+
+def _run_stage(stage: str, cfg: Config, init: str | None, parent: store.Run, ckpt_root: Path) -> StageRecord:
+    import yaml
+
+    final = ckpt_root / stage
+    tmp = ckpt_root / f".{stage}.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    print(f"== stage {stage}" + (f" (from {init})" if init else ""), file=sys.stderr, flush=True)
+    with store.run(f"train/{stage}", parent=parent, tags={"harness.kind": "train", "harness.stage": stage}) as run:
+        stage_cfg = asdict(_stage_cfg(cfg, stage))
+        run.log_params({"stage": stage, "init": init or "scratch", **store.flatten(stage_cfg, "stage.")})
+        try:
+            result = _train(stage, cfg, init, tmp)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        (tmp / "harness_config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+        result.checkpoint = final
+        run.log_params(store.flatten({k: v for k, v in result.trainer_config.items() if v is not None}, "trainer."))
+        run.log_history(result.history)
+        cost = result.cost(cfg.run.price_per_hour)
+        run.log_metrics({**cost, "parameters": result.parameters, **result.extra_metrics})
+        run.log_dict(to_dict(cfg), "config.yaml")
+        version = store.register_checkpoint(run, final, cfg.run.registered_model, {"stage": stage, "run": cfg.run.name})
+        run.set_tags({"harness.model_version": version, "harness.checkpoint": str(final)})
+    return StageRecord(stage, str(final), result.tokens, result.seconds, cost["cost/usd"], cost["cost/flops"], run.run_id)
+
+
+def run_pipeline(cfg: Config) -> PipelineResult:
+    """Run the configured stages with evaluation and the arena, all recorded under one MLflow parent run.
+
+    Args:
+        cfg: the resolved configuration.
+
+    Returns:
+        The pipeline's result (parent run id, per-stage records, eval and arena results).
+
+    Raises:
+        HarnessError: bad configuration or input (nothing is started, or the started runs end FAILED).
+    """
+    import torch
+
+    validate(cfg)
+    results = Path(cfg.run.results).resolve()
+    _offline_defaults(cfg, results)
+    _quiet_libraries()
+    torch.set_num_threads(cfg.run.threads)
+    ckpt_root = results / "checkpoints" / cfg.run.name
+    ckpt_root.mkdir(parents=True, exist_ok=True)
+    tags = {"harness.kind": "pipeline", **provenance.tags(cfg.run.seed)}
+    with store.run(cfg.run.name, experiment=cfg.run.experiment, results_dir=results, tags=tags) as parent:
+        out = PipelineResult(parent.run_id, parent.uri)
+        parent.log_params(store.flatten(to_dict(cfg)))
+        parent.log_dict(to_dict(cfg), "config.yaml")
+        previous: str | None = None
+        for stage in STAGES:
+            stage_cfg = _stage_cfg(cfg, stage)
+            if not stage_cfg.enabled:
+                print(f"== stage {stage}: skipped", file=sys.stderr)
+                continue
+            init = None if stage == "base" else (stage_cfg.init or previous)
+            record = _run_stage(stage, cfg, init, parent, ckpt_root)
+            out.stages.append(record)
+            previous = record.checkpoint
+            if cfg.eval.enabled:
+                from harness.evals import evaluate
+
+                out.evals[stage] = evaluate(
+                    record.checkpoint, cfg.eval.suite, cfg=cfg.eval, results_dir=results, parent=parent, label=stage,
+                    experiment=cfg.run.experiment,
+                )
+        if out.evals:
+            from harness.evals import log_stage_skill_table, stage_skill_table
+
+            table = stage_skill_table(out.evals)
+            log_stage_skill_table(parent, out.evals)
+            print("\nScores by stage and skill (95% CI):\n" + table.to_string(), file=sys.stderr)
+        parent.log_metrics(
+            {
+                "cost/total_usd": sum(s.cost_usd for s in out.stages),
+                "cost/total_tokens": sum(s.tokens for s in out.stages),
+                "cost/total_seconds": sum(s.seconds for s in out.stages),
+                "cost/total_flops": sum(s.flops for s in out.stages),
+            }
+        )
+    return out
+
+
+def summary(result: PipelineResult) -> str:
+    """The end-of-run table (stage, checkpoint, tokens, seconds, cost, run id) and how to open the MLflow UI."""
+    import pandas as pd
+
+    rows = [
+        {
+            "stage": s.stage,
+            "checkpoint": s.checkpoint,
+            "tokens": s.tokens,
+            "seconds": round(s.seconds, 1),
+            "cost_usd": round(s.cost_usd, 5),
+            "mlflow_run": s.run_id,
+        }
+        for s in result.stages
+    ]
+    table = pd.DataFrame(rows)
+    total = f"total: {table['tokens'].sum()} tokens, {table['seconds'].sum():.1f} s, ${table['cost_usd'].sum():.5f}"
+    return (
+        f"{table.to_string(index=False)}\n{total}\n"
+        f"parent run: {result.run_id}\n"
+        f"open the MLflow UI: mlflow ui --backend-store-uri {result.tracking_uri}"
+    )

@@ -1,0 +1,33 @@
+"""Shared fixtures: offline Hugging Face settings, single-threaded torch, and a tiny checkpoint built once."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+for _k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+    os.environ.setdefault(_k, "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """An untrained tiny Llama checkpoint with the harness tokenizer and chat template (built in ~2 s)."""
+    import torch
+
+    from harness.data import skills
+    from harness.models import tiny
+
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("tiny") / "base"
+    tok = tiny.build_tokenizer(skills.pretraining_corpus(2000, seed=0), vocab_size=384)
+    model = tiny.build_model(tok, hidden_size=32, layers=2, heads=2, seed=0)
+    tiny.save(model, tok, out)
+    return out
