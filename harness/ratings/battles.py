@@ -1,0 +1,303 @@
+"""Battle records: read them from files, check them, and aggregate them to pair counts.
+
+A battle is one row with `model_a`, `model_b` and `winner`, where `winner` is one of `model_a`, `model_b`, `tie` or
+`tie (bothbad)` — the Chatbot Arena format, which the harness's own arena records share (they may carry extra fields
+such as `prompt_id`, `judge`, `verdict_ab`, `verdict_ba`, `len_a`, `len_b`; extra fields are kept, not required).
+Files may be JSON (a list of records), JSON lines, Parquet or CSV.
+
+Ratings only need, for every unordered pair of models, how often each side won and how often they tied, so
+`aggregate` turns any number of battles into a `PairCounts` table whose size depends on the number of pairs, not on
+the number of battles. Ties count as half a win each way, as Chatbot Arena counts them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from harness.errors import HarnessError
+
+REQUIRED_COLUMNS = ("model_a", "model_b", "winner")
+# Outcome codes: 2 = model_a won, 1 = tie, 0 = model_b won (so code / 2 is model_a's score).
+WINNER_CODES = {"model_a": 2, "tie": 1, "tie (bothbad)": 1, "model_b": 0}
+
+BattlesLike = pd.DataFrame | Sequence[Mapping[str, Any]] | str | Path
+
+
+@dataclass(frozen=True)
+class PairCounts:
+    """Battle outcomes aggregated per unordered pair of models (`i < j`, indices into `models`).
+
+    Attributes:
+        models: model names, sorted.
+        i, j: model indices of each pair, `i < j`.
+        wins_i, ties, wins_j: how often `models[i]` won, the two tied, and `models[j]` won.
+    """
+
+    models: list[str]
+    i: np.ndarray
+    j: np.ndarray
+    wins_i: np.ndarray
+    ties: np.ndarray
+    wins_j: np.ndarray
+
+    @property
+    def n(self) -> np.ndarray:
+        """Battles per pair."""
+        return self.wins_i + self.ties + self.wins_j
+
+    @property
+    def score_i(self) -> np.ndarray:
+        """`models[i]`'s score per pair: wins plus half the ties."""
+        return self.wins_i + 0.5 * self.ties
+
+    @property
+    def n_battles(self) -> int:
+        return int(round(float(self.n.sum())))
+
+
+def _read_json(path: Path) -> pd.DataFrame:
+    text = path.read_text(encoding="utf-8")
+    if not text.strip():
+        raise HarnessError(f"{path}: the file is empty; expected battles with columns {', '.join(REQUIRED_COLUMNS)}")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        if "Extra data" not in err.msg:
+            raise HarnessError(f"{path}: not valid JSON ({err.msg} at line {err.lineno}, column {err.colno})") from None
+        return _read_jsonl_text(path, text)  # a JSON-lines file named .json
+    if isinstance(data, dict):
+        data = data.get("battles", data)
+    if isinstance(data, dict):
+        return pd.DataFrame(data)
+    if not isinstance(data, list) or not all(isinstance(row, dict) for row in data):
+        raise HarnessError(f"{path}: expected a JSON list of battle objects with {', '.join(REQUIRED_COLUMNS)}")
+    return pd.DataFrame.from_records(data)
+
+
+def _read_jsonl_text(path: Path, text: str) -> pd.DataFrame:
+    rows = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise HarnessError(f"{path}: line {lineno} is not valid JSON ({err.msg})") from None
+        if not isinstance(row, dict):
+            raise HarnessError(f"{path}: line {lineno} is not a JSON object; expected one battle per line")
+        rows.append(row)
+    return pd.DataFrame.from_records(rows)
+
+
+def _read_jsonl(path: Path) -> pd.DataFrame:
+    if path.stat().st_size == 0:
+        raise HarnessError(f"{path}: the file is empty; expected battles with columns {', '.join(REQUIRED_COLUMNS)}")
+    try:  # the fast reader; on any surprise fall back to line-by-line parsing, which can name the bad line
+        return pd.read_json(path, lines=True, engine="pyarrow")
+    except Exception:
+        return _read_jsonl_text(path, path.read_text(encoding="utf-8"))
+
+
+def read_battle_file(path: str | Path) -> pd.DataFrame:
+    """Read one battle file (JSON, JSON lines, Parquet or CSV) into a checked DataFrame.
+
+    Args:
+        path: the file; the format follows the extension (`.json`, `.jsonl`, `.parquet`, `.csv`).
+
+    Returns:
+        The battles, one row each, rows in file order, at least `model_a, model_b, winner` (see `check_battles`).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise HarnessError(f"{path}: no such battle file")
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        frame = _read_json(path)
+    elif suffix in (".jsonl", ".ndjson"):
+        frame = _read_jsonl(path)
+    elif suffix in (".parquet", ".pq"):
+        try:
+            frame = pd.read_parquet(path)
+        except Exception as err:
+            raise HarnessError(f"{path}: cannot read as Parquet ({type(err).__name__}: {err})") from None
+    elif suffix == ".csv":
+        if path.stat().st_size == 0:
+            raise HarnessError(f"{path}: the file is empty; expected a header with {', '.join(REQUIRED_COLUMNS)}")
+        frame = pd.read_csv(path)
+    else:
+        raise HarnessError(f"{path}: unknown battle file type {suffix!r}; use .json, .jsonl, .parquet or .csv")
+    return check_battles(frame, source=str(path))
+
+
+def read_battles(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
+    """Read and concatenate battle files.
+
+    Args:
+        paths: one path or several.
+
+    Returns:
+        All battles, checked, with a `source` column naming the file each came from when there are several files.
+    """
+    if isinstance(paths, (str, Path)):
+        return read_battle_file(paths)
+    frames = []
+    for path in paths:
+        frame = read_battle_file(path)
+        frames.append(frame.assign(source=str(path)) if "source" not in frame else frame)
+    if not frames:
+        raise HarnessError("no battle files given")
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+
+def _first_row(mask: np.ndarray) -> int:
+    return int(np.flatnonzero(mask)[0]) + 1
+
+
+def _encode_frame(frame: pd.DataFrame, source: str) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """Check and integer-encode a battle table; all checks run on factorized codes, so they stay cheap."""
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if missing:
+        found = ", ".join(map(str, frame.columns[:12])) or "none"
+        raise HarnessError(
+            f"{source}: missing column(s) {', '.join(missing)}; battles need {', '.join(REQUIRED_COLUMNS)} "
+            f"(found: {found})"
+        )
+    if len(frame) == 0:
+        raise HarnessError(f"{source}: no battles (0 rows)")
+    side = {}
+    for col in ("model_a", "model_b"):
+        codes, uniques = pd.factorize(frame[col], use_na_sentinel=True)
+        if (codes < 0).any():
+            raise HarnessError(
+                f"{source}: row {_first_row(codes < 0)}: column {col} is missing (null/NaN); it must name a model"
+            )
+        names = [str(u) for u in uniques]
+        for k, name in enumerate(names):
+            if not name.strip():
+                raise HarnessError(
+                    f"{source}: row {_first_row(codes == k)}: column {col} is an empty string; it must name a model"
+                )
+        side[col] = (codes, names)
+    models = sorted(set(side["model_a"][1]) | set(side["model_b"][1]))
+    pos = {m: k for k, m in enumerate(models)}
+    a = np.array([pos[m] for m in side["model_a"][1]], dtype=np.int64)[side["model_a"][0]]
+    b = np.array([pos[m] for m in side["model_b"][1]], dtype=np.int64)[side["model_b"][0]]
+    codes, labels = pd.factorize(frame["winner"], use_na_sentinel=True)
+    if (codes < 0).any():
+        raise HarnessError(
+            f"{source}: row {_first_row(codes < 0)}: column winner is missing (null/NaN); "
+            f"valid: {', '.join(WINNER_CODES)}"
+        )
+    for k, label in enumerate(labels):
+        if label not in WINNER_CODES:
+            raise HarnessError(
+                f"{source}: row {_first_row(codes == k)}: column winner has unknown label {label!r}; "
+                f"valid: {', '.join(WINNER_CODES)}"
+            )
+    same = a == b
+    if same.any():
+        row = _first_row(same)
+        raise HarnessError(
+            f"{source}: row {row}: model {models[a[row - 1]]!r} battles itself (model_a == model_b); "
+            "a battle needs two different models"
+        )
+    outcome = np.array([WINNER_CODES[label] for label in labels], dtype=np.int64)[codes]
+    return models, a, b, outcome
+
+
+def check_battles(frame: pd.DataFrame, source: str = "battles") -> pd.DataFrame:
+    """Check a battle table and return it with model names as strings.
+
+    Raises `HarnessError` naming the source, the (1-based) row and the column for: missing columns, no rows, missing
+    or empty model names, a model battling itself, and winner labels other than model_a, model_b, tie, tie (bothbad).
+
+    Args:
+        frame: the battles.
+        source: how to name the input in error messages (usually the file path).
+
+    Returns:
+        The same battles (a new frame with a fresh 0..n-1 index).
+    """
+    _encode_frame(frame, source)
+    frame = frame.reset_index(drop=True).copy()
+    for col in ("model_a", "model_b"):
+        if not pd.api.types.is_string_dtype(frame[col]):
+            frame[col] = frame[col].astype(str)
+    return frame
+
+
+def as_battles(battles: BattlesLike) -> pd.DataFrame:
+    """Accept a DataFrame, a list of battle dicts, or a path, and return the checked DataFrame."""
+    if isinstance(battles, (str, Path)):
+        return read_battle_file(battles)
+    if isinstance(battles, pd.DataFrame):
+        return check_battles(battles)
+    return check_battles(pd.DataFrame.from_records(list(battles)))
+
+
+def encode(battles: BattlesLike) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """Check and integer-encode battles.
+
+    Args:
+        battles: a DataFrame, a list of battle dicts, or a path.
+
+    Returns:
+        `(models, a, b, outcome)`: sorted model names; per battle the indices of model_a and model_b and the outcome
+        code (2 = model_a won, 1 = tie, 0 = model_b won).
+    """
+    if isinstance(battles, (str, Path)):
+        battles = read_battle_file(battles)
+    elif not isinstance(battles, pd.DataFrame):
+        battles = pd.DataFrame.from_records(list(battles))
+    return _encode_frame(battles, "battles")
+
+
+def aggregate_codes(models: list[str], a: np.ndarray, b: np.ndarray, outcome: np.ndarray) -> PairCounts:
+    """Aggregate integer-encoded battles (see `encode`) to per-pair win/tie/loss counts."""
+    m = len(models)
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    # model_a's outcome seen from the lower-indexed model: flip when model_a is the higher index
+    code = np.where(a == lo, outcome, 2 - outcome)
+    table = np.bincount((lo * m + hi) * 3 + code, minlength=m * m * 3).reshape(m * m, 3).astype(np.float64)
+    pair = np.flatnonzero(table.sum(axis=1))
+    return PairCounts(
+        models=list(models),
+        i=pair // m,
+        j=pair % m,
+        wins_i=table[pair, 2],
+        ties=table[pair, 1],
+        wins_j=table[pair, 0],
+    )
+
+
+def aggregate(battles: BattlesLike | PairCounts) -> PairCounts:
+    """Aggregate battles to per-pair counts; its cost after reading grows with the number of pairs, not battles.
+
+    Args:
+        battles: battles in any form `as_battles` accepts, or an existing `PairCounts` (returned as is).
+
+    Returns:
+        The `PairCounts` table.
+    """
+    if isinstance(battles, PairCounts):
+        return battles
+    return aggregate_codes(*encode(battles))
+
+
+def pair_counts_from_matrix(models: Sequence[str], wins: np.ndarray, ties: np.ndarray | None = None) -> PairCounts:
+    """Build `PairCounts` from a wins matrix (`wins[x, y]` = times x beat y) and an optional symmetric ties matrix."""
+    wins = np.asarray(wins, dtype=np.float64)
+    ties = np.zeros_like(wins) if ties is None else np.asarray(ties, dtype=np.float64)
+    i, j = np.triu_indices(len(models), k=1)
+    n = wins[i, j] + wins[j, i] + ties[i, j]
+    keep = n > 0
+    if not math.isfinite(float(wins.sum() + ties.sum())) or (wins < 0).any() or (ties < 0).any():
+        raise HarnessError("win and tie counts must be finite and non-negative")
+    return PairCounts(list(models), i[keep], j[keep], wins[i, j][keep], ties[i, j][keep], wins[j, i][keep])
