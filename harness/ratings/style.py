@@ -16,7 +16,7 @@ Where the metadata comes from (per battle; the first form found wins, per elemen
 
 Lengths may be characters or tokens (the covariate is a ratio). Markdown counts are optional; a constant covariate
 is dropped with a warning. Bootstrap rounds resample battles with Poisson(1) weights and refit by the same chord-Newton
-steps as `harness.ratings.bootstrap`; their cost grows with the number of battles (no aggregation is possible).
+steps as `harness.ratings.intervals`; their cost grows with the number of battles (no aggregation is possible).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from scipy import sparse
 
 from harness.errors import HarnessError
 from harness.ratings.battles import BattlesLike, aggregate_codes, as_battles, encode
-from harness.ratings.bootstrap import FALLBACK_L2, BootstrapResult, chord_fit, run_chunks, summarise
+from harness.ratings.intervals import FALLBACK_L2, BootstrapResult, chord_fit, run_chunks, summarise
 from harness.ratings.bt import NotIdentifiableError, _regularised, anchor_shift, check_identifiable, hessian, newton, to_elo
 
 FLAT_COLUMNS = {
@@ -204,7 +204,7 @@ def style_bootstrap(
 
     Args:
         battles: battles with style metadata.
-        rounds, seed, level: as for `harness.ratings.bootstrap.bootstrap`.
+        rounds, seed, level: as for `harness.ratings.intervals.bootstrap`.
         anchor, l2, scale, base, init: as for `fit_style_bt`.
         threads: worker threads (results do not depend on it).
 

@@ -1,4 +1,4 @@
-"""The leaderboard: ratings with intervals and CI-aware ranks, plus the win-rate matrices behind them.
+"""Leaderboard tables: ratings with intervals and CI-aware ranks, plus the win-rate matrices behind them.
 
 `leaderboard(battles)` is the one call that turns raw battles into the table `harness rate` prints: Bradley-Terry
 ratings, percentile bootstrap intervals, CI-aware ranks, battle counts, wins/ties/losses, the empirical win rate and
@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 
 from harness.ratings.battles import BattlesLike, PairCounts, aggregate, as_battles
-from harness.ratings.bootstrap import bootstrap, ci_ranks
 from harness.ratings.bt import fit_bt
 from harness.ratings.elo import win_prob_matrix
+from harness.ratings.intervals import bootstrap, ci_ranks
 
 
 def _square(counts: PairCounts, upper: np.ndarray, lower: np.ndarray) -> pd.DataFrame:
