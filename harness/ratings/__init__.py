@@ -1,0 +1,88 @@
+"""Pairwise ratings: Bradley-Terry on the Elo scale with bootstrap CIs, win rates, style and length control.
+
+Modules, in data-flow order:
+
+- `battles`: read and check battle files (Chatbot Arena format), aggregate them to per-pair counts.
+- `elo`: the Elo scale (margin ↔ win probability), predicted win-probability matrices, online Elo.
+- `bt`: Bradley-Terry maximum likelihood (Newton on pair counts), identifiability checks, anchoring.
+- `intervals`: Poisson-bootstrap percentile CIs with vectorised warm-started refits, CI-aware ranks.
+- `style`: style control (Bradley-Terry with response-length and markdown covariates).
+- `tables`: the leaderboard and the win-rate / battle-count matrices.
+- `alpaca`: AlpacaEval win rate, standard error and length-controlled win rate from annotations files.
+- `plots`, `report`: figures, output formats and MLflow logging; `cli`: `harness elo | rate | winrate`.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+# The public API: name → the module that defines it. Imports are lazy (PEP 562) so that `harness.ratings.cli`,
+# which lives in this package, loads without numpy, pandas or scipy and `harness --help` stays fast.
+_API = {
+    "alpaca_winrate": "alpaca",
+    "read_annotations": "alpaca",
+    "winrate_metrics": "alpaca",
+    "PairCounts": "battles",
+    "aggregate": "battles",
+    "read_battles": "battles",
+    "BootstrapResult": "intervals",
+    "bootstrap": "intervals",
+    "ci_ranks": "intervals",
+    "NotIdentifiableError": "bt",
+    "check_identifiable": "bt",
+    "fit_bt": "bt",
+    "margin_for": "elo",
+    "online_elo": "elo",
+    "win_prob": "elo",
+    "win_prob_matrix": "elo",
+    "average_win_rate": "tables",
+    "battle_count_matrix": "tables",
+    "empirical_win_rate_matrix": "tables",
+    "leaderboard": "tables",
+    "model_totals": "tables",
+    "StyleFit": "style",
+    "fit_style_bt": "style",
+    "style_bootstrap": "style",
+    "style_features": "style",
+}
+
+
+def __getattr__(name: str):
+    if name in _API:
+        value = getattr(importlib.import_module(f"harness.ratings.{_API[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'harness.ratings' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+__all__ = [
+    "BootstrapResult",
+    "NotIdentifiableError",
+    "PairCounts",
+    "StyleFit",
+    "aggregate",
+    "alpaca_winrate",
+    "average_win_rate",
+    "battle_count_matrix",
+    "bootstrap",
+    "check_identifiable",
+    "ci_ranks",
+    "empirical_win_rate_matrix",
+    "fit_bt",
+    "fit_style_bt",
+    "leaderboard",
+    "margin_for",
+    "model_totals",
+    "online_elo",
+    "read_annotations",
+    "read_battles",
+    "style_bootstrap",
+    "style_features",
+    "win_prob",
+    "win_prob_matrix",
+    "winrate_metrics",
+]

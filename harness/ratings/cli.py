@@ -1,5 +1,317 @@
-"""CLI commands of this package (placeholder until the package lands)."""
+"""`harness elo`, `harness rate` and `harness winrate`: the ratings calculator, leaderboards and AlpacaEval metrics.
+
+    harness elo prob 100 200 300            # win probability for each rating margin (0.640 0.760 0.849)
+    harness elo margin 0.64 0.75            # rating margin for each win probability
+    harness elo matrix ratings.json         # predicted win-probability matrix (or MODEL=RATING ...)
+    harness rate battles.jsonl --bootstrap 1000 --seed 0 --anchor gpt-4o=1200 --format json
+    harness winrate annotations/*.json --difficulty instruction_difficulty.csv --format markdown
+
+Only argparse is imported here; numpy, pandas and friends load inside the handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+_FORMATS = ("table", "csv", "markdown", "json")
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
+    return value
+
+
+def _anchor(text: str) -> tuple[str, float]:
+    model, sep, rating = text.rpartition("=")
+    if not sep or not model:
+        raise argparse.ArgumentTypeError(f"expected MODEL=RATING, got {text!r}")
+    return model, _number(rating)
+
+
+def _scale_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scale", type=_number, default=400.0, help="rating points per BASE-fold odds (default 400)")
+    p.add_argument("--base", type=_number, default=10.0, help="odds base (default 10)")
+
+
+def _output_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", choices=_FORMATS, default="table", help="output format (default table)")
+    p.add_argument("--output", metavar="FILE", help="also write the output to FILE")
+
+
+def _mlflow_args(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--mlflow", action="store_true", help=f"log {what} to MLflow")
+    p.add_argument("--experiment", default="ratings", help="MLflow experiment (default ratings)")
+    p.add_argument("--run-name", help="MLflow run name (default: the command and first input)")
+    p.add_argument("--results", metavar="DIR", help="results folder holding the default MLflow store (default results)")
 
 
 def add_parsers(sub) -> None:
-    """Register this package's subcommands on `sub` (argparse subparsers)."""
+    """Register `elo`, `rate` and `winrate` on `sub` (argparse subparsers)."""
+    elo = sub.add_parser("elo", help="Elo-scale calculator: margins ↔ win probabilities, win-probability matrix")
+    elo_sub = elo.add_subparsers(dest="elo_command", required=True, metavar="{prob,margin,matrix}")
+    p = elo_sub.add_parser("prob", help="win probability for each rating margin")
+    p.add_argument("margins", nargs="+", type=_number, metavar="D", help="rating margin(s)")
+    _scale_args(p)
+    p.set_defaults(func=_elo_prob)
+    p = elo_sub.add_parser("margin", help="rating margin for each win probability")
+    p.add_argument("probs", nargs="+", type=_number, metavar="P", help="win probability(ies) in (0, 1)")
+    _scale_args(p)
+    p.set_defaults(func=_elo_margin)
+    p = elo_sub.add_parser("matrix", help="predicted win-probability matrix from ratings")
+    p.add_argument("ratings", nargs="+", metavar="RATINGS",
+                   help="a ratings file from `harness rate` (.json or .csv, columns model and rating), "
+                        "or MODEL=RATING pairs")
+    _scale_args(p)
+    _output_args(p)
+    p.set_defaults(func=_elo_matrix)
+
+    p = sub.add_parser(
+        "rate",
+        help="Bradley-Terry ratings with bootstrap CIs from battle files",
+        description="Rate models from Chatbot Arena-style battles (JSON, JSONL, Parquet or CSV with model_a, "
+        "model_b, winner in {model_a, model_b, tie, tie (bothbad)}). Ties count half a win each way.",
+    )
+    p.add_argument("battles", nargs="+", metavar="BATTLES", help="battle file(s)")
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap rounds (default 1000; 0 = none)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--level", type=_number, default=0.95, help="confidence level of the percentile CIs (default 0.95)")
+    p.add_argument("--anchor", type=_anchor, metavar="MODEL=RATING", help="fix one model's rating")
+    p.add_argument("--l2", type=_number, default=0.0, help="L2 penalty on log-odds ratings (default 0)")
+    p.add_argument("--init", type=_number, default=1000.0, help="mean rating when not anchored (default 1000)")
+    _scale_args(p)
+    p.add_argument("--style", action="store_true",
+                   help="add style-controlled ratings (needs len_a/len_b or conv_metadata in the battles)")
+    p.add_argument("--method", choices=("bt", "online-elo"), default="bt",
+                   help="bt = Bradley-Terry (default); online-elo = sequential Elo, order-dependent, no CIs")
+    p.add_argument("--k", type=_number, default=4.0, help="online Elo step (default 4)")
+    p.add_argument("--plots", metavar="DIR", help="write ratings.png and win_prob.png to DIR")
+    _output_args(p)
+    _mlflow_args(p, "ratings, CIs, matrices, plots and the leaderboard")
+    p.set_defaults(func=_rate)
+
+    p = sub.add_parser(
+        "winrate",
+        help="AlpacaEval win rate, standard error and length-controlled win rate from annotations.json files",
+    )
+    p.add_argument("annotations", nargs="+", metavar="ANNOTATIONS.json", help="AlpacaEval annotations file(s)")
+    p.add_argument("--difficulty", metavar="CSV",
+                   help="instruction difficulty (index,instruction_difficulty); default: estimated jointly")
+    p.add_argument("--drop-missing", action="store_true", help="leave out annotations without a preference")
+    _output_args(p)
+    _mlflow_args(p, "win rates and the leaderboard")
+    p.set_defaults(func=_winrate)
+
+
+def _emit(text: str, output: str | None) -> None:
+    print(text)
+    if output:
+        from pathlib import Path
+
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        Path(output).write_text(text + "\n", encoding="utf-8")
+
+
+def _elo_prob(args: argparse.Namespace) -> int:
+    from harness.ratings.elo import win_prob
+
+    for d in args.margins:
+        print(f"{d:g} -> {win_prob(d, scale=args.scale, base=args.base):.3f}")
+    return 0
+
+
+def _elo_margin(args: argparse.Namespace) -> int:
+    from harness.ratings.elo import margin_for
+
+    for p in args.probs:
+        print(f"{p:g} -> {margin_for(p, scale=args.scale, base=args.base):.1f}")
+    return 0
+
+
+def _read_ratings(items: list[str]) -> dict[str, float]:
+    from pathlib import Path
+
+    import pandas as pd
+
+    from harness.errors import HarnessError
+
+    if len(items) == 1 and "=" not in items[0]:
+        path = Path(items[0])
+        if not path.is_file():
+            raise HarnessError(f"{path}: no such ratings file (or give MODEL=RATING pairs)")
+        try:
+            frame = pd.read_json(path) if path.suffix.lower() == ".json" else pd.read_csv(path)
+        except ValueError as err:
+            raise HarnessError(f"{path}: cannot read ratings ({err})") from None
+        missing = [c for c in ("model", "rating") if c not in frame.columns]
+        if missing:
+            raise HarnessError(f"{path}: missing column(s) {', '.join(missing)}; expected `harness rate` output")
+        values = pd.to_numeric(frame["rating"], errors="coerce")
+        if values.isna().any():
+            row = int(values.isna().to_numpy().nonzero()[0][0]) + 1
+            raise HarnessError(f"{path}: row {row}: rating is not a number")
+        return dict(zip(frame["model"].astype(str), values.astype(float)))
+    out = {}
+    for item in items:
+        try:
+            model, value = _anchor(item)
+        except argparse.ArgumentTypeError as err:
+            raise HarnessError(f"ratings: {err}") from None
+        out[model] = value
+    return out
+
+
+def _elo_matrix(args: argparse.Namespace) -> int:
+    from harness.ratings.elo import win_prob_matrix
+    from harness.ratings.report import render
+
+    ratings = _read_ratings(args.ratings)
+    matrix = win_prob_matrix(dict(sorted(ratings.items(), key=lambda kv: -kv[1])), scale=args.scale, base=args.base)
+    _emit(render(matrix.reset_index(names="model"), args.format, digits=3), args.output)
+    return 0
+
+
+def _rate(args: argparse.Namespace) -> int:
+    import warnings
+
+    from harness.ratings.battles import read_battles
+
+    battles = read_battles(args.battles)
+    anchor = dict([args.anchor]) if args.anchor else None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if args.method == "online-elo":
+            board = _online_board(battles, args)
+        else:
+            from harness.ratings.tables import leaderboard
+
+            board = leaderboard(battles, rounds=args.bootstrap, seed=args.seed, level=args.level, anchor=anchor,
+                                l2=args.l2, scale=args.scale, base=args.base, init=args.init, style=args.style)
+    for w in caught:
+        print(f"harness: warning: {w.message}", file=sys.stderr)
+    caption = _caption(board, battles, args)
+    digits = {"win_rate": 3, "avg_win_prob": 3}
+    text = render_board(board, args.format, digits)
+    if args.format in ("table", "markdown"):
+        text = caption + "\n\n" + text
+    else:
+        print(caption, file=sys.stderr)
+    _emit(text, args.output)
+    if args.plots or args.mlflow:
+        figures, matrices = _rate_figures(board, battles, args)
+        if args.plots:
+            from pathlib import Path
+
+            Path(args.plots).mkdir(parents=True, exist_ok=True)
+            for name, fig in figures.items():
+                fig.savefig(Path(args.plots) / f"{name}.png", dpi=120)
+        if args.mlflow:
+            _log(args, "rate", board, matrices, figures)
+    return 0
+
+
+def render_board(board, fmt: str, digits) -> str:
+    from harness.ratings.report import render
+
+    return render(board, fmt, digits=digits)
+
+
+def _caption(board, battles, args: argparse.Namespace) -> str:
+    head = f"{len(battles)} battles, {len(board)} models"
+    if args.method == "online-elo":
+        return f"{head}; online Elo (K={args.k:g}; order-dependent, no intervals)"
+    if args.bootstrap > 0:
+        ci = f"{args.level * 100:g}% percentile bootstrap CIs ({args.bootstrap} rounds, seed {args.seed})"
+    else:
+        ci = "no bootstrap (ranks from point ratings)"
+    anchor = f"anchor {args.anchor[0]}={args.anchor[1]:g}" if args.anchor else f"mean rating {args.init:g}"
+    style = "; style_* = style-controlled" if args.style else ""
+    return f"{head}; Bradley-Terry (ties = half a win), scale {args.scale:g}, base {args.base:g}, {anchor}; {ci}{style}"
+
+
+def _online_board(battles, args: argparse.Namespace):
+    import numpy as np
+    import pandas as pd
+
+    from harness.ratings.intervals import ci_ranks
+    from harness.ratings.elo import online_elo
+    from harness.ratings.tables import model_totals
+
+    ratings = online_elo(battles, k=args.k, scale=args.scale, base=args.base, init=args.init)
+    totals = model_totals(battles).loc[ratings.index].reset_index(drop=True)
+    board = pd.DataFrame({"rank": ci_ranks(ratings.to_numpy(), ratings.to_numpy()), "model": ratings.index,
+                          "rating": ratings.to_numpy(), "ci_low": np.nan, "ci_high": np.nan})
+    return pd.concat([board, totals], axis=1)
+
+
+def _rate_figures(board, battles, args: argparse.Namespace):
+    from harness.ratings.elo import win_prob_matrix
+    from harness.ratings.tables import battle_count_matrix, empirical_win_rate_matrix
+    from harness.ratings.plots import plot_ratings, plot_win_matrix
+
+    ratings = board.set_index("model")["rating"]
+    predicted = win_prob_matrix(ratings, scale=args.scale, base=args.base)
+    order = list(ratings.index)
+    matrices = {
+        "win_prob": predicted,
+        "empirical_win_rate": empirical_win_rate_matrix(battles).loc[order, order],
+        "battle_counts": battle_count_matrix(battles).loc[order, order],
+    }
+    figures = {"ratings": plot_ratings(board), "win_prob": plot_win_matrix(predicted)}
+    if "style_rating" in board.columns:
+        figures["style_ratings"] = plot_ratings(board, title="Style-controlled ratings", column="style_rating")
+    return figures, matrices
+
+
+def _log(args: argparse.Namespace, command: str, board, matrices, figures) -> None:
+    from pathlib import Path
+
+    from harness import provenance
+    from harness.ratings.report import log_ratings
+    from harness.tracking import store
+
+    inputs = list(getattr(args, "battles", None) or getattr(args, "annotations", []))
+    params = {k: v for k, v in vars(args).items()
+              if k not in ("func", "mlflow", "experiment", "run_name", "results", "output", "plots", "format")}
+    params.update({k: v for k, v in board.attrs.items() if not isinstance(v, dict)})
+    name = args.run_name or f"{command}-{Path(inputs[0]).stem}"
+    with store.run(name, experiment=args.experiment, results_dir=args.results,
+                   tags={**provenance.tags(getattr(args, "seed", None)), "harness.command": command}) as run:
+        log_ratings(run, board, params=params, matrices=matrices, figures=figures, prefix=command)
+        extra = {k: v for k, v in board.attrs.items() if isinstance(v, dict) and v}
+        if extra:
+            run.log_dict(extra, f"{command}/details.json")
+    print(f"harness: logged to MLflow run {run.run_id} (experiment {args.experiment})", file=sys.stderr)
+
+
+def _winrate(args: argparse.Namespace) -> int:
+    import warnings
+
+    from harness.ratings.alpaca import alpaca_winrate
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        table = alpaca_winrate(args.annotations, difficulty=args.difficulty, drop_missing=args.drop_missing)
+    for w in caught:
+        print(f"harness: warning: {w.message}", file=sys.stderr)
+    caption = (f"AlpacaEval metrics against {', '.join(sorted(set(table['baseline'])))} (percent); "
+               f"LC difficulty: {table.attrs['difficulty']}")
+    text = render_board(table, args.format, {"standard_error": 2, "win_rate": 2, "discrete_win_rate": 2,
+                                             "length_controlled_winrate": 2})
+    if args.format in ("table", "markdown"):
+        text = caption + "\n\n" + text
+    else:
+        print(caption, file=sys.stderr)
+    _emit(text, args.output)
+    if args.mlflow:
+        from harness.ratings.plots import plot_ratings
+
+        view = table.assign(rating=table["length_controlled_winrate"])
+        figures = {"lc_winrate": plot_ratings(view, title="Length-controlled win rate (%)")}
+        _log(args, "winrate", table, {}, figures)
+    return 0
