@@ -9,6 +9,7 @@ Modules, in data-flow order:
 - `style`: style control (Bradley-Terry with response-length and markdown covariates).
 - `tables`: the leaderboard and the win-rate / battle-count matrices.
 - `alpaca`: AlpacaEval win rate, standard error and length-controlled win rate from annotations files.
+- `simulate`: battle logs drawn from known ratings (tests, benchmarks).
 - `plots`, `report`: figures, output formats and MLflow logging; `cli`: `harness elo | rate | winrate`.
 """
 
@@ -40,6 +41,7 @@ _API = {
     "empirical_win_rate_matrix": "tables",
     "leaderboard": "tables",
     "model_totals": "tables",
+    "simulate_battles": "simulate",
     "StyleFit": "style",
     "fit_style_bt": "style",
     "style_bootstrap": "style",
@@ -80,6 +82,7 @@ __all__ = [
     "online_elo",
     "read_annotations",
     "read_battles",
+    "simulate_battles",
     "style_bootstrap",
     "style_features",
     "win_prob",

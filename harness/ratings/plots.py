@@ -50,7 +50,7 @@ def plot_ratings(board: pd.DataFrame, *, title: str = "Ratings", column: str = "
     return fig
 
 
-def plot_win_matrix(matrix: pd.DataFrame, *, title: str = "Predicted win probability (row beats column)"):
+def plot_win_matrix(matrix: pd.DataFrame, *, title: str = "Predicted win probability\n(row model beats column model)"):
     """Heatmap of a square win-probability (or win-rate) matrix; cells are labelled when there are ≤ 25 models.
 
     Args:
@@ -61,8 +61,9 @@ def plot_win_matrix(matrix: pd.DataFrame, *, title: str = "Predicted win probabi
         A matplotlib `Figure`.
     """
     n = len(matrix)
-    size = min(2.0 + 0.45 * n, 30.0)
-    fig = _figure(size + 1.0, size)
+    label = 0.075 * max((len(str(m)) for m in matrix.index), default=0)  # inches taken by the tick labels
+    cells = min(0.5 * n, 28.0)
+    fig = _figure(max(6.0, cells + label + 2.0), max(4.5, cells + label + 1.0))
     ax = fig.add_subplot()
     values = matrix.to_numpy(dtype=float)
     image = ax.imshow(np.ma.masked_invalid(values), cmap="RdBu", vmin=0.0, vmax=1.0)
