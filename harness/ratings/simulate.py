@@ -1,8 +1,9 @@
 """Simulated battle logs from known ratings, for tests and benchmarks.
 
-Battles draw a random pair of distinct models, declare a tie with probability `tie_rate`, and otherwise let model_a
-win with the Bradley-Terry probability of its rating margin. Ties are symmetric, so the Bradley-Terry fit (which
-counts a tie as half a win each way) still recovers the true ratings.
+Battles draw a random pair of distinct models. With p the Bradley-Terry win probability of model_a, a battle is a tie
+with probability `t = tie_rate · 2·min(p, 1 − p)` (close matches tie more often), model_a wins with probability
+`p − t/2` and model_b with `1 − p − t/2`. Model_a's expected score is then exactly p, so the Bradley-Terry fit — which
+counts a tie as half a win each way — recovers the true ratings.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def simulate_battles(
         ratings: true ratings on the Elo scale (a Series supplies the model names).
         n_battles: number of battles.
         seed: random seed.
-        tie_rate: probability that a battle is a tie.
+        tie_rate: tie probability between equally rated models (in [0, 1]; less for uneven pairs).
         scale, base: the rating scale.
         names: model names (default: the Series index, else `model-000`, `model-001`, …).
 
@@ -46,9 +47,9 @@ def simulate_battles(
     a = rng.integers(0, m, n_battles)
     b = (a + rng.integers(1, m, n_battles)) % m
     p = win_prob(ratings[a] - ratings[b], scale=scale, base=base)
-    tie = rng.random(n_battles) < tie_rate
-    a_wins = rng.random(n_battles) < p
+    t = tie_rate * 2.0 * np.minimum(p, 1.0 - p)
+    u = rng.random(n_battles)
     labels = np.array(["model_b", "model_a", "tie"])
-    winner = labels[np.where(tie, 2, a_wins.astype(int))]
+    winner = labels[np.where(u < p - t / 2, 1, np.where(u < p + t / 2, 2, 0))]
     names_arr = np.array(names)
     return pd.DataFrame({"model_a": names_arr[a], "model_b": names_arr[b], "winner": winner})
