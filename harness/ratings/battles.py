@@ -128,9 +128,12 @@ def read_battle_file(path: str | Path) -> pd.DataFrame:
         except Exception as err:
             raise HarnessError(f"{path}: cannot read as Parquet ({type(err).__name__}: {err})") from None
     elif suffix == ".csv":
-        if path.stat().st_size == 0:
-            raise HarnessError(f"{path}: the file is empty; expected a header with {', '.join(REQUIRED_COLUMNS)}")
-        frame = pd.read_csv(path)
+        try:
+            frame = pd.read_csv(path)
+        except pd.errors.EmptyDataError:
+            raise HarnessError(f"{path}: the file is empty; expected a header with {', '.join(REQUIRED_COLUMNS)}") from None
+        except (pd.errors.ParserError, UnicodeDecodeError) as err:
+            raise HarnessError(f"{path}: cannot read as CSV ({str(err).splitlines()[0]})") from None
     else:
         raise HarnessError(f"{path}: unknown battle file type {suffix!r}; use .json, .jsonl, .parquet or .csv")
     return check_battles(frame, source=str(path))
@@ -162,6 +165,8 @@ def _first_row(mask: np.ndarray) -> int:
 
 def _encode_frame(frame: pd.DataFrame, source: str) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
     """Check and integer-encode a battle table; all checks run on factorized codes, so they stay cheap."""
+    if len(frame) == 0:
+        raise HarnessError(f"{source}: no battles (0 rows); expected rows with {', '.join(REQUIRED_COLUMNS)}")
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         found = ", ".join(map(str, frame.columns[:12])) or "none"
@@ -169,8 +174,6 @@ def _encode_frame(frame: pd.DataFrame, source: str) -> tuple[list[str], np.ndarr
             f"{source}: missing column(s) {', '.join(missing)}; battles need {', '.join(REQUIRED_COLUMNS)} "
             f"(found: {found})"
         )
-    if len(frame) == 0:
-        raise HarnessError(f"{source}: no battles (0 rows)")
     side = {}
     for col in ("model_a", "model_b"):
         codes, uniques = pd.factorize(frame[col], use_na_sentinel=True)
