@@ -266,3 +266,44 @@ def download_model(model_uri: str, results_dir: str | os.PathLike | None = None)
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise HarnessError(f"model {model_uri!r} not found in the MLflow store {uri}: {first}") from None
     return local
+
+
+def find_run(run_id: str, results_dir: str | os.PathLike | None = None) -> dict | None:
+    """A run's ``run_id``, ``name``, ``experiment_id``, ``tags`` and ``metrics`` (latest values), or None if absent."""
+    try:
+        r = client(tracking_uri(results_dir)).get_run(run_id)
+    except Exception:  # noqa: BLE001 - MLflow raises its own RestException / MlflowException for "not found"
+        return None
+    return {
+        "run_id": r.info.run_id,
+        "name": r.info.run_name,
+        "experiment_id": r.info.experiment_id,
+        "tags": dict(r.data.tags),
+        "metrics": dict(r.data.metrics),
+    }
+
+
+def load_table(run_id: str, artifact_file: str, results_dir: str | os.PathLike | None = None):
+    """Read back a table artifact that `Run.log_table` logged (CSV, JSONL or Parquet, by extension).
+
+    Raises `HarnessError` naming the run and the file when it cannot be read.
+    """
+    import mlflow
+    import pandas as pd
+
+    from harness.errors import HarnessError
+
+    uri = tracking_uri(results_dir)
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path=artifact_file, dst_path=tmp, tracking_uri=uri
+            )
+        except Exception as err:  # noqa: BLE001 - MLflow raises many types; the user needs one line
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise HarnessError(f"run {run_id}: no artifact {artifact_file!r} ({first})") from None
+        if artifact_file.endswith(".parquet"):
+            return pd.read_parquet(local)
+        if artifact_file.endswith(".jsonl"):
+            return pd.read_json(local, orient="records", lines=True)
+        return pd.read_csv(local)
