@@ -105,6 +105,8 @@ class EvalConfig:
     backend: str = _f("hf", "lm-eval model backend: hf (default), vllm or local-chat-completions.")
     backend_args: dict = _f({}, "Extra lm-eval model_args for the backend (e.g. base_url for local-chat-completions).")
     cache: bool = _f(True, "Reuse cached results for an unchanged checkpoint, task version and settings.")
+    device: str | None = _f(None, "torch device for the hf backend (None: cuda when available, else cpu).")
+    bootstrap_iters: int = _f(100000, "lm-eval bootstrap rounds for the stderr of non-mean metrics (0: none).")
 
 
 @dataclass
