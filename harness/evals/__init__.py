@@ -1,0 +1,26 @@
+"""Eval suites through lm-eval, recorded in MLflow: every checkpoint scored per skill, with CIs, cached.
+
+Public surface (heavy imports — lm-eval, torch, pandas, MLflow — happen inside the functions):
+
+- `evaluate(model, suite, cfg=, results_dir=, parent=, label=, experiment=)` → `SuiteResult`
+- `stage_skill_table(results)`, `format_stage_skill_table(table)`, `log_stage_skill_table(run, results)`
+- `compare(refs, results_dir=, experiment=)` → side-by-side scores with CIs and deltas
+
+Modules: `suite` (suite files, task index), `backends` (lm-eval model arguments), `cache`, `run` (evaluate),
+`result` (score/sample/skill tables), `table` (stage × skill table), `compare`, `lm_tasks` (task YAML hooks),
+`cli` (``harness eval``, ``harness compare``).
+"""
+
+from harness.evals.compare import compare
+from harness.evals.result import SuiteResult
+from harness.evals.run import evaluate
+from harness.evals.table import format_stage_skill_table, log_stage_skill_table, stage_skill_table
+
+__all__ = [
+    "SuiteResult",
+    "compare",
+    "evaluate",
+    "format_stage_skill_table",
+    "log_stage_skill_table",
+    "stage_skill_table",
+]

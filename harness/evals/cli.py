@@ -1,5 +1,95 @@
-"""CLI commands of this package (placeholder until the package lands)."""
+"""``harness eval`` and ``harness compare``.
+
+    harness eval --model results/sft --suite tiny [--json scores.json] [--label sft] [--limit 50]
+    harness eval --model models:/harness-embedded/3 --suite tulu3_dev --set eval.backend=vllm
+    harness compare base sft dpo rlvr          # runs by id, model, stage or run name; deltas to the first
+
+Only argparse is imported here; lm-eval, torch and MLflow load when a command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
 
 
 def add_parsers(sub) -> None:
-    """Register this package's subcommands on `sub` (argparse subparsers)."""
+    """Register ``eval`` and ``compare`` on `sub` (argparse subparsers)."""
+    p = sub.add_parser(
+        "eval",
+        help="score a checkpoint on an eval suite through lm-eval and record it in MLflow",
+        description="Score a checkpoint on an eval suite through lm-eval (cached per task) and log one MLflow run.",
+    )
+    p.add_argument("--model", required=True, help="Hugging Face folder, hub id or MLflow model URI (models:/name/3)")
+    p.add_argument("--suite", help="suite name (suites/<name>.yaml) or suite YAML file (default: eval.suite)")
+    p.add_argument("--json", metavar="OUT", help="also write lm-eval's results plus our aggregates to this JSON file")
+    p.add_argument("--label", help="stage label, tagged harness.stage (base, sft, dpo, rlvr)")
+    p.add_argument("--limit", type=int, help="at most this many items per task (a suite's own limit wins)")
+    p.add_argument("--no-cache", action="store_true", help="re-run every task even if a cached result exists")
+    _common(p)
+    p.add_argument("--config", help="experiment YAML file (its run and eval sections apply)")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a config value, e.g. --set eval.backend=vllm (repeatable)")
+    p.set_defaults(func=_eval)
+
+    c = sub.add_parser(
+        "compare",
+        help="eval runs side by side with 95%% CIs and deltas to the first",
+        description="Compare eval runs (MLflow run ids, or model / stage / run names): scores with 95%% CIs and "
+        "each run's delta to the first. Printed and logged as a compare run.",
+    )
+    c.add_argument("refs", nargs="+", metavar="RUN", help="MLflow run id, model, stage label or run name")
+    c.add_argument("--suite", help="only match eval runs of this suite")
+    c.add_argument("--json", metavar="OUT", help="also write the comparison table to this JSON file")
+    c.add_argument("--no-log", action="store_true", help="do not log the comparison to MLflow")
+    _common(c)
+    c.set_defaults(func=_compare)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--results", help="results folder: eval cache and MLflow store (default: run.results)")
+    p.add_argument("--experiment", help="MLflow experiment (default: run.experiment)")
+
+
+def _eval(args: argparse.Namespace) -> int:
+    import json
+
+    from harness.config import load_config
+
+    cfg = load_config(args.config, args.set)
+    if args.limit is not None:
+        cfg.eval.limit = args.limit
+    if args.no_cache:
+        cfg.eval.cache = False
+    import torch
+
+    torch.set_num_threads(cfg.run.threads)
+    from harness.evals import evaluate
+
+    result = evaluate(
+        args.model,
+        args.suite or cfg.eval.suite,
+        cfg=cfg.eval,
+        results_dir=args.results or cfg.run.results,
+        label=args.label,
+        experiment=args.experiment or cfg.run.experiment,
+        trust_remote_code=cfg.model.trust_remote_code,
+    )
+    print(result.summary())
+    print(f"MLflow run: {result.run_id}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result.to_dict(), f, indent=2, default=str)
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from harness.config import RunConfig
+    from harness.evals.compare import compare, format_compare
+
+    defaults = RunConfig()
+    table = compare(args.refs, results_dir=args.results or defaults.results,
+                    experiment=args.experiment or defaults.experiment, suite=args.suite, log=not args.no_log)
+    print(format_compare(table))
+    if args.json:
+        table.to_json(args.json, orient="records", indent=2)
+    return 0

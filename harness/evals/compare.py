@@ -1,0 +1,133 @@
+"""`harness compare`: eval runs side by side, with 95% CIs and each run's delta to the first (the baseline).
+
+A reference is an MLflow run id, or a name matched against eval runs' ``harness.model`` tag (the ``--model`` that
+was evaluated: folder, hub id or ``models:/...`` URI), then ``harness.stage`` (base, sft...), then the run name;
+the latest matching run wins. Scores come from each run's ``scores.csv`` and ``skills.csv`` artifacts, so MLflow
+stays the single record. The delta's CI assumes independent runs: ±1.96·√(se₀² + seᵢ²).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from typing import TYPE_CHECKING
+
+from harness.errors import HarnessError
+from harness.evals.result import Z95
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+KEY = ["skill", "task", "metric"]
+
+
+def find_eval_run(ref: str, *, results_dir: str | os.PathLike, experiment: str, suite: str | None = None) -> dict:
+    """The eval run a reference names (see the module docstring); a `HarnessError` if there is none."""
+    from harness.tracking import store
+
+    if _RUN_ID.match(ref):
+        run = store.find_run(ref, results_dir)
+        if run is None:
+            raise HarnessError(f"no MLflow run {ref} in {store.tracking_uri(results_dir)}")
+        return run
+    quoted = ref.replace("'", "\\'")
+    base = "tags.`harness.kind` = 'eval'" + (f" and tags.`harness.suite` = '{suite}'" if suite else "")
+    uri = store.tracking_uri(results_dir)
+    for field in ("tags.`harness.model`", "tags.`harness.stage`", "attributes.run_name"):
+        found = store.search_runs(uri, experiment, f"{base} and {field} = '{quoted}'", ["attributes.start_time DESC"])
+        if len(found):
+            return store.find_run(found.run_id.iloc[0], results_dir)
+    raise HarnessError(f"no eval run matches {ref!r} (by run id, model, stage or run name) in experiment "
+                       f"{experiment!r} of {uri}")
+
+
+def _label(run: dict) -> str:
+    tags = run["tags"]
+    return tags.get("harness.stage") or os.path.basename(tags.get("harness.model", "").rstrip("/")) or run["run_id"][:8]
+
+
+def _scores(run: dict, results_dir) -> "pd.DataFrame":
+    import pandas as pd
+
+    from harness.tracking import store
+
+    scores = store.load_table(run["run_id"], "scores.csv", results_dir)
+    skills = store.load_table(run["run_id"], "skills.csv", results_dir).assign(task="(skill)", metric="score")
+    columns = [*KEY, "value", "stderr", "ci_low", "ci_high"]
+    return pd.concat([skills[columns], scores[columns]], ignore_index=True)
+
+
+def compare(refs: list[str], *, results_dir: str | os.PathLike, experiment: str = "harness",
+            suite: str | None = None, log: bool = True) -> "pd.DataFrame":
+    """Compare eval runs: one row per (skill, task, metric), each run's value and CI, and deltas to the first.
+
+    Args:
+        refs: two or more run ids or names (see the module docstring); the first is the baseline.
+        results_dir: results folder of the MLflow store.
+        experiment: experiment searched for names.
+        suite: only match eval runs of this suite.
+        log: also log the table as a ``compare`` run (``compare.csv``, ``compare.txt``, skill deltas as metrics).
+
+    Returns:
+        Columns ``skill, task, metric``, then per run ``<label>``, ``<label> ci_low``, ``<label> ci_high``, and per
+        non-baseline run ``Δ <label>``, ``Δ <label> ci_low``, ``Δ <label> ci_high``.
+    """
+    if len(refs) < 2:
+        raise HarnessError("compare needs at least two runs or models")
+    runs = [find_eval_run(ref, results_dir=results_dir, experiment=experiment, suite=suite) for ref in refs]
+    labels = [_label(r) for r in runs]
+    if len(set(labels)) < len(labels):
+        labels = [f"{label}@{r['run_id'][:8]}" for label, r in zip(labels, runs)]
+    table = None
+    for i, (run, label) in enumerate(zip(runs, labels)):
+        s = _scores(run, results_dir).rename(columns={
+            "value": label, "stderr": f"{label} stderr", "ci_low": f"{label} ci_low", "ci_high": f"{label} ci_high"})
+        table = s if table is None else table.merge(s, on=KEY, how="outer", sort=False)
+    base = labels[0]
+    for label in labels[1:]:
+        delta = table[label] - table[base]
+        half = Z95 * (table[f"{base} stderr"] ** 2 + table[f"{label} stderr"] ** 2) ** 0.5
+        table[f"Δ {label}"] = delta
+        table[f"Δ {label} ci_low"] = delta - half
+        table[f"Δ {label} ci_high"] = delta + half
+    table = table.drop(columns=[f"{label} stderr" for label in labels])
+    if log:
+        _log(table, runs, labels, results_dir, experiment)
+    return table
+
+
+def format_compare(table: "pd.DataFrame") -> str:
+    """The comparison as aligned text: ``value [ci]`` per run, ``+delta [ci]`` per non-baseline run."""
+    labels = [c for c in table.columns if c not in KEY and not c.endswith((" ci_low", " ci_high"))]
+
+    def cell(row, label: str) -> str:
+        value, low, high = row[label], row[f"{label} ci_low"], row[f"{label} ci_high"]
+        if not math.isfinite(value):
+            return "-"
+        fmt = "{:+.3f}" if label.startswith("Δ ") else "{:.3f}"
+        ci = f" [{low:+.3f}, {high:+.3f}]" if label.startswith("Δ ") else f" [{low:.3f}, {high:.3f}]"
+        return fmt.format(value) + (ci if math.isfinite(low) and math.isfinite(high) else "")
+
+    rows = [["skill", "task", "metric", *labels]]
+    for _, row in table.iterrows():
+        rows.append([str(row.skill), str(row.task), str(row.metric), *(cell(row, label) for label in labels)])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _log(table: "pd.DataFrame", runs: list[dict], labels: list[str], results_dir, experiment: str) -> None:
+    from harness.tracking import store
+
+    tags = {"harness.kind": "compare", "harness.runs": ",".join(r["run_id"] for r in runs)}
+    with store.run(f"compare-{'-vs-'.join(labels)}"[:250], experiment=experiment, results_dir=results_dir,
+                   tags=tags) as run:
+        run.log_params({f"run.{label}": r["run_id"] for label, r in zip(labels, runs)} | {"baseline": labels[0]})
+        run.log_table(table, "compare.csv")
+        run.log_text(format_compare(table) + "\n", "compare.txt")
+        skills = table[table.task == "(skill)"]
+        run.log_metrics({f"delta/{label}/{row.skill}/score": row[f"Δ {label}"]
+                         for label in labels[1:] for _, row in skills.iterrows()})

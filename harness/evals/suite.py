@@ -1,0 +1,194 @@
+"""Eval suites: a YAML file that names lm-eval tasks, grouped by skill, with their few-shot, limit and chat settings.
+
+A suite is ``suites/<name>.yaml`` (the folder is ``suites/`` beside the package, or ``$HARNESS_SUITES``) or any
+YAML file given by path::
+
+    description: The embedded pipeline's skills, offline.
+    task_paths: [tiny]          # folders of lm-eval task YAML, relative to this file
+    lm_eval_tasks: false        # also index lm-eval's built-in tasks (gsm8k, mmlu, ...; a few seconds)
+    defaults: {num_fewshot: 0, apply_chat_template: true}
+    skills:
+      arithmetic:
+        - tiny_arithmetic_gen                 # a task (or group) name, with the defaults
+        - {task: tiny_arithmetic_gen, limit: 50, metric: "verifier,strict-match"}
+
+Unknown keys, unknown task names and missing files are `HarnessError`s naming what was wrong and what is valid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from harness.errors import HarnessError
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One task of a suite with the settings it runs under."""
+
+    skill: str
+    task: str = field(metadata={"help": "lm-eval task, group or tag name."})
+    num_fewshot: int | None = field(default=None, metadata={"help": "Few-shot examples (None: the task's own)."})
+    limit: int | None = field(default=None, metadata={"help": "At most this many items (None: EvalConfig.limit)."})
+    apply_chat_template: bool = field(default=False, metadata={"help": "Render prompts with the chat template."})
+    fewshot_as_multiturn: bool = field(default=True, metadata={"help": "Few-shot examples as chat turns."})
+    metric: str | None = field(default=None, metadata={"help": "Headline metric, lm-eval key (None: the first)."})
+    confirm_run_unsafe_code: bool = field(default=False, metadata={"help": "Allow code-execution tasks."})
+
+    def settings(self) -> dict[str, Any]:
+        """The settings that change a score (for cache keys and MLflow params)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in {"skill", "task", "metric"}}
+
+
+ENTRY_KEYS = [f.name for f in dataclasses.fields(Entry) if f.name != "skill"]
+SUITE_KEYS = ["name", "description", "task_paths", "lm_eval_tasks", "defaults", "skills"]
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A parsed suite file."""
+
+    name: str
+    path: Path
+    description: str
+    task_paths: tuple[Path, ...]
+    lm_eval_tasks: bool
+    entries: tuple[Entry, ...]
+
+    @property
+    def skills(self) -> list[str]:
+        """Skill names in file order."""
+        return list(dict.fromkeys(e.skill for e in self.entries))
+
+
+def suites_dir() -> Path:
+    """The folder of suite files: ``$HARNESS_SUITES``, else ``suites/`` beside the package."""
+    env = os.environ.get("HARNESS_SUITES")
+    if env:
+        return Path(env).expanduser().resolve()
+    import harness
+
+    return Path(harness.__file__).resolve().parents[1] / "suites"
+
+
+def available() -> list[str]:
+    """Names of the suites in `suites_dir()`."""
+    return sorted(p.stem for p in suites_dir().glob("*.yaml"))
+
+
+def find(suite: str) -> Path:
+    """The file of a suite given by name (``tiny``) or by path (``my_suite.yaml``)."""
+    path = Path(suite).expanduser()
+    if path.suffix in {".yaml", ".yml"} or os.sep in suite:
+        if not path.is_file():
+            raise HarnessError(f"suite file {suite!r} not found")
+        return path.resolve()
+    path = suites_dir() / f"{suite}.yaml"
+    if not path.is_file():
+        raise HarnessError(f"unknown suite {suite!r}; available: {', '.join(available()) or 'none'} (in {suites_dir()})")
+    return path
+
+
+def _check_keys(data: Any, valid: list[str], where: str) -> dict:
+    if not isinstance(data, dict):
+        raise HarnessError(f"{where}: expected a mapping, got {type(data).__name__}")
+    for key in data:
+        if key not in valid:
+            raise HarnessError(f"{where}: unknown key {key!r}; valid keys: {', '.join(valid)}")
+    return data
+
+
+def _entry(skill: str, raw: Any, defaults: dict, where: str) -> Entry:
+    if isinstance(raw, str):
+        raw = {"task": raw}
+    data = {**defaults, **_check_keys(raw, ENTRY_KEYS, where)}
+    if not isinstance(data.get("task"), str) or not data["task"]:
+        raise HarnessError(f"{where}: each entry needs a task name")
+    for key, kinds in {"num_fewshot": int, "limit": int, "metric": str}.items():
+        value = data.get(key)
+        if value is not None and (not isinstance(value, kinds) or isinstance(value, bool)):
+            raise HarnessError(f"{where}: {key} must be {kinds.__name__} or null, got {value!r}")
+    for key in ("apply_chat_template", "fewshot_as_multiturn", "confirm_run_unsafe_code"):
+        if key in data and not isinstance(data[key], bool):
+            raise HarnessError(f"{where}: {key} must be true or false, got {data[key]!r}")
+    return Entry(skill=skill, **data)
+
+
+def load(suite: str) -> Suite:
+    """Parse and check a suite file (keys and types; task names are checked by `check_tasks`).
+
+    Args:
+        suite: a suite name in `suites_dir()` or a path to a suite YAML file.
+
+    Returns:
+        The `Suite`.
+    """
+    import yaml
+
+    path = find(suite)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        raise HarnessError(f"suite file {str(path)!r} is not valid YAML{f' at line {mark.line + 1}' if mark else ''}") from None
+    where = f"suite file {str(path)!r}"
+    _check_keys(data, SUITE_KEYS, where)
+    defaults = _check_keys(data.get("defaults") or {}, [k for k in ENTRY_KEYS if k != "task"], f"{where} defaults")
+    skills = data.get("skills") or {}
+    if not isinstance(skills, dict):
+        raise HarnessError(f"{where}: skills must map each skill to a list of tasks")
+    entries = []
+    for skill, items in skills.items():
+        if not isinstance(items, list) or not items:
+            raise HarnessError(f"{where}: skill {skill!r} needs a list of tasks")
+        entries += [_entry(str(skill), raw, defaults, f"{where} skill {skill!r}") for raw in items]
+    if not entries:
+        raise HarnessError(f"{where}: no tasks (expected skills: {{skill: [task, ...]}})")
+    seen = [e.task for e in entries]
+    if len(set(seen)) != len(seen):
+        raise HarnessError(f"{where}: task {next(t for t in seen if seen.count(t) > 1)!r} is listed twice")
+    task_paths = []
+    for rel in data.get("task_paths") or []:
+        folder = (path.parent / rel).resolve()
+        if not folder.is_dir():
+            raise HarnessError(f"{where}: task_paths folder {str(folder)!r} not found")
+        task_paths.append(folder)
+    return Suite(
+        name=str(data.get("name") or path.stem),
+        path=path,
+        description=str(data.get("description") or ""),
+        task_paths=tuple(task_paths),
+        lm_eval_tasks=bool(data.get("lm_eval_tasks", not task_paths)),
+        entries=tuple(entries),
+    )
+
+
+@lru_cache(maxsize=8)
+def _task_manager(task_paths: tuple[Path, ...], lm_eval_tasks: bool):
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_path=[str(p) for p in task_paths] or None, include_defaults=lm_eval_tasks)
+
+
+def task_manager(suite: Suite):
+    """lm-eval's `TaskManager` over the suite's task folders (and the built-in tasks if the suite uses them).
+
+    Built once per process for each set of folders: indexing lm-eval's own tasks takes seconds.
+    """
+    return _task_manager(suite.task_paths, suite.lm_eval_tasks)
+
+
+def check_tasks(suite: Suite) -> None:
+    """Raise a `HarnessError` naming every task of `suite` that lm-eval's index does not know."""
+    known = set(task_manager(suite).all_tasks)
+    for entry in suite.entries:
+        if entry.task not in known:
+            close = difflib.get_close_matches(entry.task, known, n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise HarnessError(f"suite {suite.name!r}: unknown task {entry.task!r} (not in lm-eval's task index){hint}")

@@ -1,0 +1,86 @@
+"""The stage × skill table: each pipeline stage's per-skill score with its 95% CI, for the terminal and MLflow.
+
+`stage_skill_table` returns rows = stages (in the order given), columns = a (skill, statistic) MultiIndex with
+statistics ``value``, ``stderr``, ``ci_low``, ``ci_high``; skills in suite order, then ``overall``.
+`log_stage_skill_table` logs it as a long CSV (stage, skill, value, stderr, ci_low, ci_high, n), the terminal
+text, and a bar chart with CI error bars.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Mapping
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from harness.evals.result import SuiteResult
+    from harness.tracking.store import Run
+
+STATS = ["value", "stderr", "ci_low", "ci_high"]
+
+
+def long_table(results: Mapping[str, "SuiteResult"]) -> "pd.DataFrame":
+    """One row per (stage, skill): ``stage, skill, value, stderr, ci_low, ci_high, n``."""
+    import pandas as pd
+
+    frames = [r.skills.assign(stage=stage) for stage, r in results.items()]
+    if not frames:
+        return pd.DataFrame(columns=["stage", "skill", *STATS, "n"])
+    return pd.concat(frames, ignore_index=True)[["stage", "skill", *STATS, "n"]]
+
+
+def stage_skill_table(results: Mapping[str, "SuiteResult"]) -> "pd.DataFrame":
+    """Stages × skills with value, stderr and 95% CI per cell.
+
+    Args:
+        results: stage label → its `SuiteResult`, in pipeline order (base, sft, dpo, rlvr).
+
+    Returns:
+        A DataFrame indexed by stage with (skill, statistic) columns.
+    """
+    import pandas as pd
+
+    long = long_table(results)
+    skills = list(dict.fromkeys(long.skill))
+    wide = long.pivot(index="stage", columns="skill", values=STATS)
+    wide = wide.swaplevel(0, 1, axis=1)
+    columns = pd.MultiIndex.from_product([skills, STATS], names=["skill", "stat"])
+    return wide.reindex(index=list(results), columns=columns)
+
+
+def _cell(value: float, low: float, high: float) -> str:
+    if not math.isfinite(value):
+        return "-"
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return f"{value:.3f}"
+    return f"{value:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def format_stage_skill_table(table: "pd.DataFrame") -> str:
+    """The table as aligned text, one cell per skill: ``value [ci_low, ci_high]``."""
+    skills = list(dict.fromkeys(table.columns.get_level_values(0)))
+    header = ["stage", *skills]
+    rows = [header]
+    for stage, row in table.iterrows():
+        rows.append([str(stage), *(_cell(row[(s, "value")], row[(s, "ci_low")], row[(s, "ci_high")]) for s in skills)])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines) + "\n(95% CIs: value ± 1.96·stderr, clipped to [0, 1] for proportions)"
+
+
+def log_stage_skill_table(run: "Run", results: Mapping[str, "SuiteResult"]) -> "pd.DataFrame":
+    """Log the stage × skill table to `run`: ``stage_skill.csv``, ``stage_skill.txt`` and ``stage_skill.png``.
+
+    Returns:
+        The table (as `stage_skill_table`).
+    """
+    from harness.plots.evals import stage_skill_figure
+
+    long = long_table(results)
+    table = stage_skill_table(results)
+    run.log_table(long, "stage_skill.csv")
+    run.log_text(format_stage_skill_table(table) + "\n", "stage_skill.txt")
+    run.log_figure(stage_skill_figure(long), "stage_skill.png")
+    return table
