@@ -33,15 +33,18 @@ class StageResult:
 
 
 def progress(items: Iterable, desc: str) -> Iterator:
-    """Yield from `items`, printing a progress line to stderr at most every 2 s and at the end."""
+    """Yield from `items`, printing a progress line to stderr every few seconds and at the end."""
     items = list(items)
     total, last, start = len(items), 0.0, time.perf_counter()
+    tty = sys.stderr.isatty()
     for i, item in enumerate(items, 1):
         yield item
         now = time.perf_counter()
-        if now - last > 2.0 or i == total:
+        if now - last > (1.0 if tty else 10.0) or i == total:
             last = now
-            print(f"\r[{desc}] {i}/{total} ({now - start:.0f}s)", end="\n" if i == total else "", file=sys.stderr, flush=True)
+            end = "\n" if (i == total or not tty) else ""
+            lead = "\r" if tty else ""
+            print(f"{lead}[{desc}] {i}/{total} ({now - start:.0f}s)", end=end, file=sys.stderr, flush=True)
 
 
 def trl_common(out_dir: Path, seed: int, epochs: float, batch_size: int, learning_rate: float, log_every: int) -> dict:
