@@ -113,9 +113,37 @@ class EvalConfig:
 class ArenaConfig:
     enabled: bool = _f(True, "Run a pairwise arena between the stages' checkpoints.")
     judge: str = _f("verifier", "Judge: verifier, reward-model or llm.")
-    prompts: int = _f(200, "Arena prompts taken from the embedded prompt set.")
+    prompt_file: str | None = _f(None, "Prompt set (JSONL: id, prompt or messages, optional reference, skill); "
+                                       "None: the embedded suites/arena/tiny.jsonl.")
+    prompts: int = _f(200, "Arena prompts taken from the prompt set (its first N; 0: all).")
+    mode: str = _f("round-robin", "round-robin (every pair of models) or baseline (every model against the baseline).")
+    baseline: str | None = _f(None, "Model the others are measured against (win rate, LC win rate, win probability); "
+                                    "the pipeline uses its base stage when None.")
     max_new_tokens: int = _f(16, "Generation length.")
+    temperature: float = _f(0.0, "Sampling temperature (0: greedy).")
+    top_p: float = _f(1.0, "Nucleus sampling mass (used when temperature > 0).")
+    batch_size: int = _f(16, "Prompts per generation batch.")
+    cache: bool = _f(True, "Reuse cached answers and judgements (keyed by checkpoint hash, prompt and settings).")
     bootstrap: int = _f(1000, "Bootstrap rounds for rating CIs.")
+    reward_model: str | None = _f(None, "Reward model for judge=reward-model (HF id or folder); None: train a tiny "
+                                        "one from the pipeline's preference data.")
+    rm_pairs: int = _f(512, "Tiny reward model: preference pairs (a fifth of them held out for its accuracy).")
+    rm_epochs: float = _f(2.0, "Tiny reward model: passes over the training pairs.")
+    rm_batch_size: int = _f(32, "Tiny reward model: per-device batch size.")
+    rm_learning_rate: float = _f(1e-3, "Tiny reward model: learning rate.")
+    rm_tie_margin: float = _f(0.05, "Reward-model judge: score differences up to this are a tie.")
+    rm_strong_margin: float = _f(1.0, "Reward-model judge: score differences above this are a strong win (A>>B).")
+    judge_base_url: str | None = _f(None, "LLM judge: OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1.")
+    judge_model: str | None = _f(None, "LLM judge: model name sent to the endpoint.")
+    judge_api_key_env: str = _f("OPENAI_API_KEY", "LLM judge: NAME of the environment variable holding the API key "
+                                                  "(the key itself is never read from config nor logged).")
+    judge_max_tokens: int = _f(1024, "LLM judge: maximum tokens of the judge's reply.")
+    judge_timeout_s: float = _f(60.0, "LLM judge: seconds before a call times out.")
+    judge_retries: int = _f(3, "LLM judge: retries after a timeout, connection error, HTTP 429 or 5xx.")
+    judge_backoff_s: float = _f(1.0, "LLM judge: first retry delay; doubles every retry.")
+    judge_concurrency: int = _f(4, "LLM judge: calls in flight at once.")
+    judge_input_usd_per_mtok: float = _f(0.0, "LLM judge: price of a million prompt tokens (USD), for cost records.")
+    judge_output_usd_per_mtok: float = _f(0.0, "LLM judge: price of a million completion tokens (USD).")
 
 
 @dataclass

@@ -1,0 +1,71 @@
+"""Pairwise arena between checkpoints: generate, judge with positions swapped, rate (``harness arena``).
+
+Public surface (heavy imports — torch, transformers, pandas, MLflow — happen inside the functions):
+
+- `run_arena(models, cfg=, results_dir=, parent=, seed=)` → `ArenaResult`: any checkpoints, any prompt set
+- `pipeline_arena(checkpoints, cfg=, results_dir=, parent=, seed=, dpo_pairs_seed=)`: the step of `harness run`
+- `read_prompts(path, limit)`: a checked prompt set (the embedded ``suites/arena/tiny.jsonl`` by default)
+- `generate(models, prompts, settings, ...)`: cached, batched answers; `GenerationSettings`
+- judges: `VerifierJudge`, `RewardModelJudge`, `LLMJudge`, `build_judge(cfg)`, the `Judgement` record, `VERDICTS`
+- `schedule(models, mode, baseline)`, `judge_battles(judge, prompts, answers, pairs)`: battles in both orders
+- `rate(battles, answers, baseline=)`: the leaderboard through `harness.ratings`
+
+Modules, in data-flow order: `prompts`, `answers`, `judges` (+ `llm_judge`), `battles`, `leaderboard`, `arena`
+(orchestration and MLflow records), `cli`.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+# name → module; imported on first use (PEP 562) so `harness --help` does not load pandas or torch.
+_API = {
+    "ArenaResult": "arena",
+    "pipeline_arena": "arena",
+    "run_arena": "arena",
+    "read_prompts": "prompts",
+    "GenerationSettings": "answers",
+    "generate": "answers",
+    "VERDICTS": "judges",
+    "Judgement": "judges",
+    "VerifierJudge": "judges",
+    "RewardModelJudge": "judges",
+    "build_judge": "judges",
+    "LLMJudge": "llm_judge",
+    "parse_verdict": "llm_judge",
+    "judge_battles": "battles",
+    "schedule": "battles",
+    "rate": "leaderboard",
+}
+
+
+def __getattr__(name: str):
+    if name in _API:
+        value = getattr(importlib.import_module(f"harness.arena.{_API[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'harness.arena' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+__all__ = [
+    "ArenaResult",
+    "GenerationSettings",
+    "Judgement",
+    "LLMJudge",
+    "RewardModelJudge",
+    "VERDICTS",
+    "VerifierJudge",
+    "build_judge",
+    "generate",
+    "judge_battles",
+    "parse_verdict",
+    "pipeline_arena",
+    "rate",
+    "read_prompts",
+    "run_arena",
+    "schedule",
+]

@@ -1,5 +1,83 @@
-"""CLI commands of this package (placeholder until the package lands)."""
+"""`harness arena`: rate checkpoints against each other on a prompt set with a chosen judge."""
+
+from __future__ import annotations
+
+import argparse
 
 
 def add_parsers(sub) -> None:
-    """Register this package's subcommands on `sub` (argparse subparsers)."""
+    """Register `harness arena`."""
+    p = sub.add_parser(
+        "arena",
+        help="pairwise arena between checkpoints: generate, judge with positions swapped, rate",
+        description="Every model answers every prompt (cached); a judge compares each pair twice with positions "
+        "swapped; Bradley-Terry ratings with bootstrap CIs, win rates and win probabilities are printed and logged "
+        "to MLflow. Settings: defaults < --config FILE (its arena: section) < --set < the flags below.",
+    )
+    p.add_argument("--models", nargs="+", required=True, metavar="M",
+                   help="models to rate: a folder, hub id or MLflow URI, optionally named NAME=SPEC")
+    p.add_argument("--prompts", metavar="FILE",
+                   help="prompt set (JSONL: id, prompt or messages, optional reference, skill); default: the "
+                   "embedded suites/arena/tiny.jsonl")
+    p.add_argument("--limit", type=int, metavar="N", help="use the first N prompts (default: arena.prompts)")
+    p.add_argument("--judge", choices=("verifier", "reward-model", "llm"), help="the judge (default: arena.judge)")
+    p.add_argument("--baseline", metavar="M", help="measure every model against this one (win rate, LC win rate)")
+    p.add_argument("--mode", choices=("round-robin", "baseline"),
+                   help="round-robin (every pair; the default) or baseline (every model against --baseline only)")
+    p.add_argument("--reward-model", metavar="SPEC", help="reward model for --judge reward-model (HF id or folder)")
+    p.add_argument("--judge-base-url", metavar="URL", help="OpenAI-compatible endpoint for --judge llm")
+    p.add_argument("--judge-model", metavar="NAME", help="judge model name for --judge llm")
+    p.add_argument("--judge-api-key-env", metavar="VAR",
+                   help="NAME of the environment variable holding the judge's API key (default OPENAI_API_KEY)")
+    p.add_argument("--config", metavar="FILE", help="YAML experiment config (run: and arena: sections are used)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config key, e.g. --set arena.max_new_tokens=64 (repeatable)")
+    p.add_argument("--results", metavar="DIR", help="output folder: caches and the default MLflow store")
+    p.add_argument("--no-cache", action="store_true", help="generate and judge everything again")
+    p.set_defaults(func=_run)
+
+
+def _named(specs: list[str]) -> dict[str, str]:
+    from pathlib import Path
+
+    from harness.errors import HarnessError
+
+    models: dict[str, str] = {}
+    for item in specs:
+        name, spec = item.split("=", 1) if "=" in item and not item.startswith(("models:/", "runs:/")) else ("", item)
+        name = name or Path(spec.rstrip("/")).name or spec
+        if name in models:
+            raise HarnessError(f"two models are named {name!r}; name them apart with NAME=SPEC")
+        models[name] = spec
+    return models
+
+
+def _run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    import datasets
+    import torch
+    import transformers
+
+    from harness.arena.arena import run_arena
+    from harness.config import load_config
+
+    overrides = list(args.overrides) + ([f"run.results={args.results}"] if args.results else [])
+    cfg = load_config(args.config, overrides)
+    flags = {
+        "prompt_file": args.prompts, "prompts": args.limit, "judge": args.judge, "baseline": args.baseline,
+        "mode": args.mode, "reward_model": args.reward_model, "judge_base_url": args.judge_base_url,
+        "judge_model": args.judge_model, "judge_api_key_env": args.judge_api_key_env,
+        "cache": False if args.no_cache else None,
+    }
+    arena = replace(cfg.arena, **{k: v for k, v in flags.items() if v is not None})
+    if args.prompts and args.limit is None:
+        arena = replace(arena, prompts=0)  # a named prompt file is used whole unless --limit says otherwise
+    datasets.disable_progress_bars()
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    torch.set_num_threads(cfg.run.threads)
+    result = run_arena(_named(args.models), cfg=arena, results_dir=cfg.run.results, seed=cfg.run.seed,
+                       experiment=cfg.run.experiment, trust_remote_code=cfg.model.trust_remote_code)
+    print(f"MLflow run {result.run_id}; battles in its artifact arena/battles.jsonl")
+    return 0

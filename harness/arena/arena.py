@@ -1,0 +1,310 @@
+"""The arena, in order: prompts → answers (cached) → judgements in both orders (cached) → battles → ratings → MLflow.
+
+`run_arena` rates any checkpoints on any prompt set with the configured judge; `pipeline_arena` is the step of
+`harness run` that ranks the stage checkpoints (base as the baseline), first training the tiny reward model when the
+judge is ``reward-model`` and none is given.
+
+One MLflow run per arena (tag ``harness.kind=arena``, nested under the pipeline's run when there is one). It holds
+the resolved arena config and model hashes as params, the raw battles (``arena/battles.jsonl``, Chatbot Arena format
+plus the two verdicts), every judgement with its tokens and cost (``arena/judgements.jsonl``), the failed ones
+(``arena/failures.jsonl``), the answers (``arena/answers.jsonl``), the leaderboard and matrices, the ratings as
+metrics (``rating/<model>``, ``ci_low/<model>``, ``win_rate_vs_baseline/<model>``, …) and the figures. Battles are
+logged before the ratings are fitted, so they survive a fit that fails.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sys
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, TextIO
+
+import pandas as pd
+
+from harness.config import ArenaConfig
+from harness.errors import HarnessError
+from harness.tracking import store
+
+
+@dataclass
+class ArenaResult:
+    """An arena's records and ratings.
+
+    Attributes:
+        battles: one row per (prompt, pair) in Chatbot Arena format (``model_a, model_b, winner``) plus
+            ``prompt_id, skill, judge, judge_version, verdict_ab, verdict_ba, score_a, consistent, len_a, len_b,
+            tokens_a, tokens_b``.
+        leaderboard: ``rank, model, rating, ci_low, ci_high, battles, wins, ties, losses, win_rate, avg_win_prob``
+            and, with a baseline, ``win_rate_vs_baseline, win_rate_ci_low, win_rate_ci_high,
+            lc_win_rate_vs_baseline, p_win_vs_baseline``; best first.
+        failures: the failed judgements (``model_a, model_b, prompt_id, order, judge, error``).
+        answers: the generation records.
+        win_prob: predicted win probability, row model over column model.
+        stats: judging and generation totals (also logged as metrics).
+        judge, baseline, run_id: the judge's identity, the baseline model, the MLflow run.
+    """
+
+    battles: pd.DataFrame
+    leaderboard: pd.DataFrame
+    failures: pd.DataFrame
+    answers: pd.DataFrame
+    win_prob: pd.DataFrame
+    stats: dict[str, float] = field(default_factory=dict)
+    judge: str = ""
+    baseline: str | None = None
+    run_id: str | None = None
+
+
+def _cache_root(results_dir: Path, cfg: ArenaConfig) -> Path | None:
+    return results_dir / "cache" / "arena" if cfg.cache else None
+
+
+def _report_failures(failures: pd.DataFrame, total: int) -> None:
+    if failures.empty:
+        return
+    kinds = Counter(e.split(":")[0] for e in failures["error"])
+    detail = ", ".join(f"{n} {kind}" for kind, n in kinds.most_common())
+    print(f"harness: warning: {len(failures)} of {total} judgements failed ({detail}); their battles are left out "
+          "of the ratings, not counted as ties (see arena/failures.jsonl)", file=sys.stderr)
+
+
+def _params(models: dict[str, str], hashes: dict[str, str], cfg: ArenaConfig, judge, prompts: list[dict],
+            settings, pairs) -> dict[str, Any]:
+    from harness.arena.prompts import prompt_hash
+
+    digest = hashlib.sha256("".join(p["id"] + prompt_hash(p) for p in prompts).encode()).hexdigest()[:16]
+    params = {
+        **store.flatten(asdict(cfg), "arena."),
+        "judge": judge.identity,
+        "judge_version": judge.version,
+        "prompts.n": len(prompts),
+        "prompts.digest": digest,
+        "pairs": len(pairs),
+        "generation.key": settings.key(),
+        "generation.chat_template": True,
+        **{f"model.{name}": spec for name, spec in models.items()},
+        **{f"checkpoint_hash.{name}": h for name, h in hashes.items()},
+    }
+    if getattr(judge, "endpoint", None):
+        params["judge_endpoint"] = judge.endpoint
+    return params
+
+
+def _inputs(models: dict[str, str], cfg: ArenaConfig) -> tuple[list[dict], list[tuple[str, str]], dict[str, str]]:
+    """Check the cheap inputs before any model or judge loads: prompts, pairs, model paths (→ content hashes)."""
+    from harness.arena.battles import schedule
+    from harness.arena.prompts import read_prompts
+    from harness.models.load import content_hash
+
+    prompts = read_prompts(cfg.prompt_file, cfg.prompts)
+    pairs = schedule(list(models), cfg.mode, cfg.baseline)
+    hashes = {name: content_hash(spec) for name, spec in models.items()}  # a missing model fails here
+    return prompts, pairs, hashes
+
+
+def _arena(
+    run: store.Run,
+    models: dict[str, str],
+    cfg: ArenaConfig,
+    judge,
+    inputs: tuple[list[dict], list[tuple[str, str]], dict[str, str]],
+    results_dir: Path,
+    seed: int,
+    out: TextIO,
+    trust_remote_code: bool = False,
+) -> ArenaResult:
+    """The arena inside an open MLflow run (see the module docstring)."""
+    from harness.arena.answers import GenerationSettings, generate
+    from harness.arena.battles import judge_battles
+    from harness.arena.leaderboard import format_leaderboard, rate
+    from harness.plots.arena import arena_figures
+    from harness.ratings.report import log_ratings
+
+    prompts, pairs, hashes = inputs
+    judge.check(prompts)
+    settings = GenerationSettings(cfg.max_new_tokens, cfg.temperature, cfg.top_p, seed)
+    run.log_params(_params(models, hashes, cfg, judge, prompts, settings, pairs))
+    run.log_dict(asdict(cfg), "arena/config.yaml")
+    cache = _cache_root(results_dir, cfg)
+
+    start = time.perf_counter()
+    answers = generate(models, prompts, settings, batch_size=cfg.batch_size,
+                       cache_dir=cache / "generations" if cache else None, trust_remote_code=trust_remote_code)
+    gen_seconds = time.perf_counter() - start
+    answers_frame = pd.DataFrame(answers)
+    run.log_table(answers_frame, "arena/answers.jsonl")
+    made = answers_frame[~answers_frame["cached"]]
+    gen_stats = {
+        "generation/answers": float(len(answers_frame)),
+        "generation/cached": float(answers_frame["cached"].sum()),
+        "generation/seconds": gen_seconds,
+        "generation/answers_per_s": len(made) / made["seconds"].sum() if len(made) else float("nan"),
+        "generation/mean_answer_tokens": float(answers_frame["answer_tokens"].mean()),
+    }
+
+    judged = judge_battles(judge, prompts, answers, pairs, cache_dir=cache / "judgements" if cache else None)
+    run.log_table(judged.battles, "arena/battles.jsonl")
+    run.log_table(judged.judgements, "arena/judgements.jsonl")
+    if not judged.failures.empty:
+        run.log_table(judged.failures, "arena/failures.jsonl")
+    stats = {**gen_stats, **{f"judge/{k}": v for k, v in judged.stats.items()}}
+    run.log_metrics(stats)
+    _report_failures(judged.failures, int(judged.stats["judgements"]))
+    if judged.battles.empty:
+        first = judged.failures["error"].iloc[0] if not judged.failures.empty else "none"
+        raise HarnessError(f"arena: no battles to rate — every judgement failed (first error: {first}); answers are "
+                           "cached, so a re-run only repeats the judging")
+
+    ratings = rate(judged.battles, answers, baseline=cfg.baseline, rounds=cfg.bootstrap, seed=seed)
+    for message in ratings.warnings:
+        print(f"harness: warning: {message}", file=sys.stderr)
+    board = ratings.leaderboard
+    ratings_params = {f"ratings.{k}": v for k, v in board.attrs.items() if not isinstance(v, dict)}
+    matrices = {"win_prob": ratings.win_prob, "empirical_win_rate": ratings.empirical_win_rate,
+                "battle_counts": ratings.battle_counts}
+    log_ratings(run, board, params=ratings_params, matrices=matrices,
+                figures=arena_figures(board, ratings.win_prob, judge.identity), prefix="arena")
+    n_failed = int(judged.stats["battles_failed"])
+    level = board.attrs.get("level", 0.95)
+    print(f"\nArena: {len(prompts)} prompts, {len(models)} models, judge {judge.identity}, {len(judged.battles)} "
+          f"battles ({n_failed} left out for failed judgements), positions swapped; Bradley-Terry ratings with "
+          f"{level:.0%} bootstrap CIs ({cfg.bootstrap} rounds)"
+          + (f"; baseline {cfg.baseline}" if cfg.baseline else "") + f"\n{format_leaderboard(board)}", file=out)
+    return ArenaResult(
+        battles=judged.battles, leaderboard=board, failures=judged.failures, answers=answers_frame,
+        win_prob=ratings.win_prob, stats=stats, judge=judge.identity, baseline=cfg.baseline, run_id=run.run_id,
+    )
+
+
+def run_arena(
+    models: dict[str, str],
+    *,
+    cfg: ArenaConfig,
+    results_dir: str | Path = "results",
+    parent: store.Run | None = None,
+    seed: int = 0,
+    experiment: str = "harness",
+    run_name: str = "arena",
+    judge=None,
+    out: TextIO | None = None,
+    trust_remote_code: bool = False,
+) -> ArenaResult:
+    """Run an arena among `models` and record it in one MLflow run.
+
+    Args:
+        models: display name → model spec (folder, hub id or MLflow URI).
+        cfg: arena settings (prompt set, judge, mode, baseline, generation, bootstrap).
+        results_dir: results folder (caches under ``cache/arena``; the default sqlite MLflow store).
+        parent: the MLflow run to nest under, if any.
+        seed: generation and bootstrap seed.
+        experiment: MLflow experiment (when there is no parent).
+        run_name: the MLflow run's name.
+        judge: a ready judge (default: built from `cfg`).
+        out: where the leaderboard is printed (default stdout; warnings go to stderr).
+        trust_remote_code: passed to the model loader.
+
+    Returns:
+        The `ArenaResult`.
+
+    Raises:
+        HarnessError: bad prompts, models, judge settings or mode; answers finished before the error stay cached.
+    """
+    from harness.arena.judges import build_judge
+
+    results_dir = Path(results_dir).resolve()
+    inputs = _inputs(models, cfg)
+    judge = judge or build_judge(cfg)
+    judge.check(inputs[0])
+    tags = {"harness.kind": "arena", "harness.judge": judge.identity, "harness.judge_version": judge.version}
+    if parent is None:
+        from harness import provenance
+
+        tags.update(provenance.tags(seed))
+    with store.run(run_name, experiment=experiment, results_dir=results_dir, parent=parent, tags=tags) as run:
+        return _arena(run, models, cfg, judge, inputs, results_dir, seed, out or sys.stdout, trust_remote_code)
+
+
+def _reward_model(init: str, cfg: ArenaConfig, results_dir: Path, pairs_seed: int, out: TextIO) -> tuple[str, dict]:
+    """Train (or reuse) the tiny reward model on the pipeline's preference pairs; its folder and held-out metrics."""
+    from harness.models.load import content_hash
+    from harness.train import reward
+
+    key = json.dumps([content_hash(init), pairs_seed, cfg.rm_pairs, cfg.rm_epochs, cfg.rm_batch_size,
+                      cfg.rm_learning_rate])
+    folder = results_dir / "cache" / "arena" / "reward_models" / hashlib.sha256(key.encode()).hexdigest()[:16]
+    metrics_file = folder / "heldout_metrics.json"
+    if metrics_file.is_file():
+        print(f"== arena reward model: reusing {folder}", file=out)
+        return str(folder), json.loads(metrics_file.read_text())
+    print(f"== arena reward model: training from {init} on {cfg.rm_pairs} preference pairs", file=out)
+    tmp = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    result = reward.train(init, tmp, pairs=cfg.rm_pairs, seed=pairs_seed, epochs=cfg.rm_epochs,
+                          batch_size=cfg.rm_batch_size, learning_rate=cfg.rm_learning_rate)
+    metrics = {**result.extra_metrics, "reward_model/train_seconds": result.seconds,
+               "reward_model/train_tokens": float(result.tokens)}
+    (tmp / "heldout_metrics.json").write_text(json.dumps(metrics))
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+    return str(folder), metrics
+
+
+def pipeline_arena(
+    checkpoints: dict[str, str],
+    *,
+    cfg: ArenaConfig,
+    results_dir: Path,
+    parent: store.Run | None,
+    seed: int,
+    dpo_pairs_seed: int | None = None,
+) -> ArenaResult:
+    """The arena step of `harness run`: rank the stage checkpoints, base as the baseline when present.
+
+    With ``cfg.judge == "reward-model"`` and no ``cfg.reward_model``, a tiny reward model is first trained from the
+    base checkpoint on the pipeline's preference pairs (`dpo_rows` with `dpo_pairs_seed`) and its held-out accuracy
+    is logged as ``reward_model/heldout_accuracy``. The leaderboard is printed to stderr.
+
+    Args:
+        checkpoints: stage name → checkpoint folder, in stage order.
+        cfg: arena settings.
+        results_dir: the pipeline's results folder.
+        parent: the pipeline's MLflow run.
+        seed: generation and bootstrap seed.
+        dpo_pairs_seed: the seed the DPO stage drew its pairs with (default: `seed`).
+
+    Returns:
+        The `ArenaResult`.
+    """
+    from harness.arena.judges import RewardModelJudge, build_judge
+
+    results_dir = Path(results_dir).resolve()
+    out = sys.stderr
+    baseline = cfg.baseline or ("base" if "base" in checkpoints else None)
+    cfg = replace(cfg, baseline=baseline)
+    print(f"== arena: {', '.join(checkpoints)} (judge {cfg.judge}" + (f", baseline {baseline})" if baseline else ")"),
+          file=out, flush=True)
+    inputs = _inputs(checkpoints, cfg)
+    rm_metrics: dict = {}
+    if cfg.judge == "reward-model" and not cfg.reward_model:
+        init = checkpoints.get("base") or next(iter(checkpoints.values()))
+        pairs_seed = seed if dpo_pairs_seed is None else dpo_pairs_seed
+        folder, rm_metrics = _reward_model(init, cfg, results_dir, pairs_seed, out)
+        judge = RewardModelJudge(folder, tie_margin=cfg.rm_tie_margin, strong_margin=cfg.rm_strong_margin,
+                                 batch_size=cfg.batch_size)
+        print(f"== arena reward model: held-out accuracy {rm_metrics['reward_model/heldout_accuracy']:.3f} "
+              f"on {int(rm_metrics['reward_model/heldout_pairs'])} preference pairs", file=out)
+    else:
+        judge = build_judge(cfg)
+    tags = {"harness.kind": "arena", "harness.judge": judge.identity, "harness.judge_version": judge.version}
+    with store.run("arena", results_dir=results_dir, parent=parent, tags=tags) as run:
+        if rm_metrics:
+            run.log_metrics(rm_metrics)
+            run.set_tags({"harness.reward_model": judge.identity.split(":", 1)[1]})
+        result = _arena(run, checkpoints, cfg, judge, inputs, results_dir, seed, out)
+    result.stats.update(rm_metrics)
+    return result

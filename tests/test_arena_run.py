@@ -1,0 +1,130 @@
+"""The arena end to end on tiny checkpoints: CLI, MLflow records, the caches, and bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+from harness.config import ArenaConfig
+from harness.tracking import store
+
+
+@pytest.fixture(scope="module")
+def other_checkpoint(tiny_checkpoint, tmp_path_factory) -> Path:
+    """A second tiny checkpoint: same tokenizer, different initial weights, so its answers differ."""
+    from transformers import AutoTokenizer
+
+    from harness.models import tiny
+
+    out = tmp_path_factory.mktemp("tiny2") / "other"
+    tok = AutoTokenizer.from_pretrained(tiny_checkpoint)
+    tiny.save(tiny.build_model(tok, hidden_size=32, layers=2, heads=2, seed=1), tok, out)
+    return out
+
+
+def _arena_run(results: Path):
+    uri = store.tracking_uri(results)
+    runs = store.search_runs(uri, "harness")
+    runs = runs[runs["tags.harness.kind"] == "arena"]
+    return store.client(uri).get_run(runs.iloc[0]["run_id"]), len(runs)
+
+
+def test_cli_arena_prints_leaderboard_and_logs_to_mlflow(tiny_checkpoint, other_checkpoint, tmp_path, capsys):
+    results = tmp_path / "results"
+    argv = ["arena", "--models", f"base={tiny_checkpoint}", f"other={other_checkpoint}", "--judge", "verifier",
+            "--baseline", "base", "--limit", "8", "--results", str(results),
+            "--set", "arena.max_new_tokens=6", "--set", "arena.bootstrap=50"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    for column in ("rating", "ci_low", "ci_high", "win_rate_vs_base", "lc_win_rate_vs_base", "p_win_vs_base"):
+        assert column in out
+    run, n = _arena_run(results)
+    assert n == 1 and run.data.tags["harness.judge"] == "verifier"
+    assert {"rating/base", "rating/other", "ci_low/other", "win_rate_vs_baseline/other",
+            "p_win_vs_baseline/other", "judge/battles"} <= set(run.data.metrics)
+    assert run.data.metrics["judge/battles"] == 8
+    assert run.data.params["checkpoint_hash.base"] != run.data.params["checkpoint_hash.other"]
+    art = Path(run.info.artifact_uri.removeprefix("file://")) / "arena"
+    battles = [json.loads(x) for x in (art / "battles.jsonl").read_text().splitlines()]
+    assert len(battles) == 8
+    assert all(b["winner"] in ("model_a", "model_b", "tie", "tie (bothbad)") for b in battles)
+    assert {b["model_a"] for b in battles} == {"base"} and {b["model_b"] for b in battles} == {"other"}
+    for name in ("answers.jsonl", "judgements.jsonl", "leaderboard.csv", "win_prob.csv", "ratings.png",
+                 "win_prob.png", "win_rate_vs_baseline.png", "config.yaml"):
+        assert (art / name).is_file(), name
+    answer = json.loads((art / "answers.jsonl").read_text().splitlines()[0])
+    assert {"answer", "answer_chars", "prompt_tokens", "answer_tokens", "finish", "checkpoint_hash"} <= set(answer)
+    assert answer["answer_tokens"] <= 6
+
+
+def test_rerun_hits_the_cache_and_calls_no_model(tiny_checkpoint, other_checkpoint, tmp_path, monkeypatch, capsys):
+    from harness.arena import answers, run_arena
+
+    cfg = ArenaConfig(prompts=6, max_new_tokens=5, bootstrap=20)
+    models = {"a": str(tiny_checkpoint), "b": str(other_checkpoint)}
+    first = run_arena(models, cfg=cfg, results_dir=tmp_path, seed=0)
+    assert first.stats["generation/cached"] == 0
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("a model was loaded or called on a cached re-run")
+
+    monkeypatch.setattr(answers, "_load", no_model)
+    monkeypatch.setattr(answers, "generate_batch", no_model)
+    again = run_arena(models, cfg=cfg, results_dir=tmp_path, seed=0)
+    assert again.stats["generation/cached"] == 12
+    assert again.stats["judge/judgements_cached"] == again.stats["judge/judgements"] == 12
+    assert again.battles.equals(first.battles)
+    assert list(again.answers["answer"]) == list(first.answers["answer"])
+    assert again.run_id != first.run_id
+    capsys.readouterr()
+
+
+def test_batched_generation_matches_one_by_one(tiny_checkpoint):
+    import torch
+
+    from harness.arena.answers import GenerationSettings, generate_batch
+    from harness.arena.prompts import conversation, read_prompts
+    from harness.models.load import load
+
+    torch.set_num_threads(1)
+    model, tok = load(str(tiny_checkpoint))
+    chats = [conversation(p) for p in read_prompts(limit=6)]
+    settings = GenerationSettings(max_new_tokens=6)
+    batched = generate_batch(model, tok, chats, settings)
+    single = [generate_batch(model, tok, [c], settings)[0] for c in chats]
+    assert [r["answer"] for r in batched] == [r["answer"] for r in single]
+    assert [r["prompt_tokens"] for r in batched] == [r["prompt_tokens"] for r in single]
+
+
+def test_bad_prompt_file_is_a_one_line_error(tiny_checkpoint, tmp_path, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"id": "x", "prompt": "hello"}) + "\n" + json.dumps({"id": "y"}) + "\n")
+    code = main(["arena", "--models", f"a={tiny_checkpoint}", f"b={tiny_checkpoint}", "--prompts", str(bad),
+                 "--judge", "llm", "--results", str(tmp_path / "r")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err[-1].startswith("harness: error:") and "line 2" in err[-1] and "'prompt'" in err[-1]
+
+
+def test_model_that_cannot_load_keeps_finished_answers(tiny_checkpoint, tmp_path, capsys):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text((Path(tiny_checkpoint) / "config.json").read_text())
+    (broken / "model.safetensors").write_bytes(b"not a safetensors file")
+    results = tmp_path / "results"
+    code = main(["arena", "--models", f"good={tiny_checkpoint}", f"broken={broken}", "--limit", "4",
+                 "--results", str(results), "--set", "arena.max_new_tokens=4"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err[-1].startswith("harness: error:") and "broken" in err[-1]
+    cached = list((results / "cache" / "arena" / "generations").rglob("*.jsonl"))
+    assert len(cached) == 1 and len(cached[0].read_text().splitlines()) == 4
+    run, _ = _arena_run(results)
+    assert run.info.status == "FAILED"
+
+    missing = main(["arena", "--models", f"good={tiny_checkpoint}", f"gone={tmp_path / 'nowhere'}",
+                    "--results", str(results)])
+    assert missing == 2 and "no such folder" in capsys.readouterr().err
