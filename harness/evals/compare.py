@@ -80,11 +80,14 @@ def compare(refs: list[str], *, results_dir: str | os.PathLike, experiment: str 
     labels = [_label(r) for r in runs]
     if len(set(labels)) < len(labels):
         labels = [f"{label}@{r['run_id'][:8]}" for label, r in zip(labels, runs)]
-    table = None
-    for i, (run, label) in enumerate(zip(runs, labels)):
-        s = _scores(run, results_dir).rename(columns={
-            "value": label, "stderr": f"{label} stderr", "ci_low": f"{label} ci_low", "ci_high": f"{label} ci_high"})
-        table = s if table is None else table.merge(s, on=KEY, how="outer", sort=False)
+    import pandas as pd
+
+    frames = [_scores(run, results_dir).rename(columns={
+        "value": label, "stderr": f"{label} stderr", "ci_low": f"{label} ci_low", "ci_high": f"{label} ci_high"})
+        for run, label in zip(runs, labels)]
+    table = pd.concat([f[KEY] for f in frames]).drop_duplicates(ignore_index=True)  # rows in the runs' own order
+    for frame in frames:
+        table = table.merge(frame, on=KEY, how="left")
     base = labels[0]
     for label in labels[1:]:
         delta = table[label] - table[base]

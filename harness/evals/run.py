@@ -47,6 +47,9 @@ class _QuietCustomDataset(logging.Filter):
         return "Custom kwargs can be passed" not in record.getMessage()
 
 
+_QUIET = _QuietCustomDataset()  # one instance: addFilter ignores a filter it already has
+
+
 def resolve_model(model: str, cfg: EvalConfig, results_dir: str | os.PathLike) -> tuple[str, str]:
     """``(what lm-eval loads, content hash)`` for a model spec.
 
@@ -163,31 +166,34 @@ def evaluate(
     """
     import lm_eval
 
-    logging.getLogger("lm_eval.api.task").addFilter(_QuietCustomDataset())
+    logging.getLogger("lm_eval.api.task").addFilter(_QUIET)
     spec = suites.load(suite)
     suites.check_tasks(spec)
     target, model_hash = resolve_model(model, cfg, results_dir)
     lm_name, lm_args = backends.model_arguments(cfg, target, trust_remote_code)
     tm = suites.task_manager(spec)
-    output: dict[str, Any] = {}
-    owners: dict[str, suites.Entry] = {}
+    plans = []  # every task is built and checked before any model work, so bad input fails fast
+    for entry in spec.entries:
+        objs, leaves = _build(tm, entry)
+        backends.check_tasks(cfg, entry.task, {t.OUTPUT_TYPE for t in leaves.values()}, entry.apply_chat_template)
+        material = {
+            "model": model_hash,
+            "task": entry.task,
+            "tasks": cache.task_material(leaves),
+            "settings": entry.settings() | {"limit": entry.limit if entry.limit is not None else cfg.limit},
+            "backend": [lm_name, {k: v for k, v in lm_args.items() if k not in {"pretrained", "model"}}],
+            "batch_size": cfg.batch_size,
+            "bootstrap_iters": cfg.bootstrap_iters,
+            "lm_eval": lm_eval.__version__,
+        }
+        plans.append((entry, objs, material))
+
+    output: dict[str, Any] = {}  # lm-eval's output, merged over the suite's tasks
+    owners: dict[str, suites.Entry] = {}  # every task or group in the output → the suite entry that ran it
     cached: list[str] = []
     lm = None
     with _env_info_once():
-        for entry in spec.entries:
-            objs, leaves = _build(tm, entry)
-            output_types = {t.OUTPUT_TYPE for t in leaves.values()}
-            backends.check_tasks(cfg, entry.task, output_types, entry.apply_chat_template)
-            material = {
-                "model": model_hash,
-                "task": entry.task,
-                "tasks": cache.task_material(leaves),
-                "settings": entry.settings() | {"limit": entry.limit if entry.limit is not None else cfg.limit},
-                "backend": [lm_name, {k: v for k, v in lm_args.items() if k not in {"pretrained", "model"}}],
-                "batch_size": cfg.batch_size,
-                "bootstrap_iters": cfg.bootstrap_iters,
-                "lm_eval": lm_eval.__version__,
-            }
+        for entry, objs, material in plans:
             key = cache.key(material)
             part = cache.load(results_dir, key) if cfg.cache else None
             if part is None:
