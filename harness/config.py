@@ -130,7 +130,7 @@ class ArenaConfig:
     rm_pairs: int = _f(512, "Tiny reward model: preference pairs (a fifth of them held out for its accuracy).")
     rm_epochs: float = _f(2.0, "Tiny reward model: passes over the training pairs.")
     rm_batch_size: int = _f(32, "Tiny reward model: per-device batch size.")
-    rm_learning_rate: float = _f(1e-3, "Tiny reward model: learning rate.")
+    rm_learning_rate: float = _f(3e-3, "Tiny reward model: learning rate.")
     rm_tie_margin: float = _f(0.05, "Reward-model judge: score differences up to this are a tie.")
     rm_strong_margin: float = _f(1.0, "Reward-model judge: score differences above this are a strong win (A>>B).")
     judge_base_url: str | None = _f(None, "LLM judge: OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1.")

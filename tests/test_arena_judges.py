@@ -148,3 +148,28 @@ def test_judgement_cache_and_failures(tmp_path):
     other = CountingJudge(rule, identity="another-judge")  # a different judge never reuses these judgements
     judge_battles(other, PROMPTS, answers, [("x", "y")], cache_dir=tmp_path)
     assert other.calls == 8
+
+
+def test_rate_reports_baseline_columns_and_survives_an_undefeated_model():
+    import pandas as pd
+
+    from harness.arena.leaderboard import format_leaderboard, rate
+
+    rows = []
+    for i in range(6):
+        rows += [
+            {"model_a": "x", "model_b": "base", "winner": "model_a", "score_a": 1.0, "prompt_id": f"p{i}"},
+            {"model_a": "y", "model_b": "base", "winner": "tie" if i % 2 else "model_a",
+             "score_a": 0.5 if i % 2 else 1.0, "prompt_id": f"p{i}"},
+            {"model_a": "x", "model_b": "y", "winner": "model_a", "score_a": 1.0, "prompt_id": f"p{i}"},
+        ]
+    answers = [{"model": m, "prompt_id": f"p{i}", "answer": m * (i + 1)} for m in ("x", "y", "base") for i in range(6)]
+    ratings = rate(pd.DataFrame(rows), answers, baseline="base", rounds=30, seed=0)
+    assert any("never lost" in w and "L2 penalty" in w for w in ratings.warnings)  # x is undefeated: said loudly
+    board = ratings.leaderboard.set_index("model")
+    assert list(ratings.leaderboard["model"]) == ["x", "y", "base"]
+    assert board.loc["x", "win_rate_vs_baseline"] == 1.0 and board.loc["y", "win_rate_vs_baseline"] == 0.75
+    assert board.loc["y", "win_rate_ci_low"] < 0.75 < board.loc["y", "win_rate_ci_high"]
+    assert board.loc["y", "p_win_vs_baseline"] > 0.5 and pd.isna(board.loc["base", "p_win_vs_baseline"])
+    text = format_leaderboard(ratings.leaderboard)
+    assert "win_rate_vs_base" in text and "p_win_vs_base" in text

@@ -51,7 +51,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(400, {"error": "bad request"})
         if marker == "flaky" and seen == 1:
             return self._send(503, {"error": "busy"})
-        text = "Assistant A is clearly fine." if marker == "malformed" else "A looks better.\n\nMy final verdict: [[A>B]]"
+        good = "A looks better.\n\nMy final verdict: [[A>B]]"
+        text = "Assistant A is clearly fine." if marker == "malformed" else good
         self._send(200, {"choices": [{"message": {"role": "assistant", "content": text}}],
                          "usage": {"prompt_tokens": 100, "completion_tokens": 10}})
 
@@ -139,7 +140,8 @@ def test_llm_arena_end_to_end_records_failures_and_never_logs_the_key(judge_serv
     argv = ["arena", "--models", f"a={tiny_checkpoint}", f"b={tiny_checkpoint}", "--prompts", str(prompts),
             "--judge", "llm", "--judge-base-url", url, "--judge-model", "stand-in-judge",
             "--judge-api-key-env", KEY_ENV, "--results", str(results),
-            "--set", "arena.judge_timeout_s=0.4", "--set", "arena.judge_retries=1", "--set", "arena.judge_backoff_s=0.01",
+            "--set", "arena.judge_timeout_s=0.4", "--set", "arena.judge_retries=1",
+            "--set", "arena.judge_backoff_s=0.01",
             "--set", "arena.max_new_tokens=4", "--set", "arena.bootstrap=50",
             "--set", "arena.judge_input_usd_per_mtok=1.0"]
     assert main(argv) == 0
@@ -150,10 +152,10 @@ def test_llm_arena_end_to_end_records_failures_and_never_logs_the_key(judge_serv
 
     from harness.tracking import store
 
-    uri = store.tracking_uri(results)
-    runs = store.search_runs(uri, "harness")
-    assert len(runs) == 1 and runs.iloc[0]["tags.harness.kind"] == "arena"
-    run = store.client(uri).get_run(runs.iloc[0]["run_id"])
+    client = store.client(store.tracking_uri(results))
+    runs = client.search_runs([client.get_experiment_by_name("harness").experiment_id])
+    assert len(runs) == 1 and runs[0].data.tags["harness.kind"] == "arena"
+    run = runs[0]
     metrics = run.data.metrics
     assert metrics["judge/judgements_failed"] == 16
     assert metrics["judge/battles"] == 4 and metrics["judge/battles_failed"] == 8

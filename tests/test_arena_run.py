@@ -26,10 +26,12 @@ def other_checkpoint(tiny_checkpoint, tmp_path_factory) -> Path:
 
 
 def _arena_run(results: Path):
-    uri = store.tracking_uri(results)
-    runs = store.search_runs(uri, "harness")
-    runs = runs[runs["tags.harness.kind"] == "arena"]
-    return store.client(uri).get_run(runs.iloc[0]["run_id"]), len(runs)
+    """The arena run of the store in `results`, and how many there are (through the client: `mlflow.set_tracking_uri`
+    would point every later run of this process at this store)."""
+    client = store.client(store.tracking_uri(results))
+    exp = client.get_experiment_by_name("harness")
+    runs = [r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get("harness.kind") == "arena"]
+    return runs[0], len(runs)
 
 
 def test_cli_arena_prints_leaderboard_and_logs_to_mlflow(tiny_checkpoint, other_checkpoint, tmp_path, capsys):

@@ -118,6 +118,7 @@ def generate(
     batch_size: int = 16,
     cache_dir: str | Path | None = None,
     trust_remote_code: bool = False,
+    hashes: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """Every model answers every prompt; cached answers are reused and no model is loaded when all are cached.
 
@@ -128,6 +129,7 @@ def generate(
         batch_size: prompts per `generate` call.
         cache_dir: cache folder; None disables the cache.
         trust_remote_code: passed to the loader.
+        hashes: the models' content hashes when already computed (hashing a large checkpoint reads all of it).
 
     Returns:
         One record per (model, prompt): ``model``, ``prompt_id``, ``prompt_hash``, ``checkpoint_hash``,
@@ -141,7 +143,7 @@ def generate(
 
     out: list[dict[str, Any]] = []
     for name, spec in models.items():
-        ckpt = content_hash(spec)
+        ckpt = (hashes or {}).get(name) or content_hash(spec)
         path = _cache_file(Path(cache_dir), ckpt, settings) if cache_dir else None
         cached = _read_cache(path) if path else {}
         todo = [p for p in prompts if cached.get(p["id"], {}).get("prompt_hash") != prompt_hash(p)]

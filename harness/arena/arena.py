@@ -1,4 +1,5 @@
-"""The arena, in order: prompts → answers (cached) → judgements in both orders (cached) → battles → ratings → MLflow.
+"""The arena, in order: prompts → answers (cached) → judgements in both orders (cached) → battles → ratings →
+MLflow.
 
 `run_arena` rates any checkpoints on any prompt set with the configured judge; `pipeline_arena` is the step of
 `harness run` that ranks the stage checkpoints (base as the baseline), first training the tiny reward model when the
@@ -118,7 +119,7 @@ def _arena(
     out: TextIO,
     trust_remote_code: bool = False,
 ) -> ArenaResult:
-    """The arena inside an open MLflow run (see the module docstring)."""
+    """The arena inside an open MLflow run (see the module docstring); `inputs` come from `_inputs`, checked."""
     from harness.arena.answers import GenerationSettings, generate
     from harness.arena.battles import judge_battles
     from harness.arena.leaderboard import format_leaderboard, rate
@@ -126,7 +127,6 @@ def _arena(
     from harness.ratings.report import log_ratings
 
     prompts, pairs, hashes = inputs
-    judge.check(prompts)
     settings = GenerationSettings(cfg.max_new_tokens, cfg.temperature, cfg.top_p, seed)
     run.log_params(_params(models, hashes, cfg, judge, prompts, settings, pairs))
     run.log_dict(asdict(cfg), "arena/config.yaml")
@@ -134,7 +134,8 @@ def _arena(
 
     start = time.perf_counter()
     answers = generate(models, prompts, settings, batch_size=cfg.batch_size,
-                       cache_dir=cache / "generations" if cache else None, trust_remote_code=trust_remote_code)
+                       cache_dir=cache / "generations" if cache else None, trust_remote_code=trust_remote_code,
+                       hashes=hashes)
     gen_seconds = time.perf_counter() - start
     answers_frame = pd.DataFrame(answers)
     run.log_table(answers_frame, "arena/answers.jsonl")
@@ -300,6 +301,7 @@ def pipeline_arena(
               f"on {int(rm_metrics['reward_model/heldout_pairs'])} preference pairs", file=out)
     else:
         judge = build_judge(cfg)
+    judge.check(inputs[0])
     tags = {"harness.kind": "arena", "harness.judge": judge.identity, "harness.judge_version": judge.version}
     with store.run("arena", results_dir=results_dir, parent=parent, tags=tags) as run:
         if rm_metrics:

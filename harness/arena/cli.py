@@ -45,7 +45,8 @@ def _named(specs: list[str]) -> dict[str, str]:
     models: dict[str, str] = {}
     for item in specs:
         name, spec = item.split("=", 1) if "=" in item and not item.startswith(("models:/", "runs:/")) else ("", item)
-        name = name or Path(spec.rstrip("/")).name or spec
+        if not name:
+            name = spec if spec.startswith(("models:/", "runs:/")) else (Path(spec.rstrip("/")).name or spec)
         if name in models:
             raise HarnessError(f"two models are named {name!r}; name them apart with NAME=SPEC")
         models[name] = spec

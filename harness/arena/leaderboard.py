@@ -87,15 +87,27 @@ def rate(
         win_rate, avg_win_prob`` and with a baseline ``win_rate_vs_baseline, win_rate_ci_low, win_rate_ci_high,
         lc_win_rate_vs_baseline, p_win_vs_baseline`` (NaN in the baseline's own row).
 
+    When the battles do not identify the ratings (an undefeated model, a disconnected comparison graph) they are
+    fitted with the ratings engine's weak L2 penalty and a warning in `Ratings.warnings` says so.
+
     Raises:
-        HarnessError: no battles, or battles that do not identify the ratings (`harness.ratings.NotIdentifiableError`).
+        HarnessError: no battles, or malformed ones.
     """
     from harness.ratings import battle_count_matrix, empirical_win_rate_matrix, leaderboard, win_prob_matrix
+
+    from harness.ratings import NotIdentifiableError
+    from harness.ratings.intervals import FALLBACK_L2
 
     caught: list[str] = []
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
-        board = leaderboard(battles, rounds=rounds, seed=seed)
+        try:
+            board = leaderboard(battles, rounds=rounds, seed=seed)
+        except NotIdentifiableError as err:
+            # The battles are already recorded; a penalised fit keeps the leaderboard, and the warning says why.
+            caught.append(f"{err}; rated with an L2 penalty of {FALLBACK_L2} instead, so these ratings and their "
+                          "intervals are bounded by the penalty, not by the data")
+            board = leaderboard(battles, rounds=rounds, seed=seed, l2=FALLBACK_L2)
     caught += [str(w.message) for w in seen]
     ratings = board.set_index("model")["rating"]
     order = list(ratings.index)

@@ -188,8 +188,8 @@ class LLMJudge:
                 retry = True
             except (urllib.error.URLError, ConnectionError) as err:
                 reason = getattr(err, "reason", err)
-                out.error = f"timed out after {self.timeout_s:g}s" if isinstance(reason, (TimeoutError, socket.timeout)) \
-                    else f"connection failed: {reason}"
+                timed_out = isinstance(reason, (TimeoutError, socket.timeout))
+                out.error = f"timed out after {self.timeout_s:g}s" if timed_out else f"connection failed: {reason}"
                 retry = True
             except (json.JSONDecodeError, UnicodeDecodeError):
                 out.error = "the response is not JSON"

@@ -48,7 +48,7 @@ def plot_win_rate_vs_baseline(board: pd.DataFrame, baseline: str):
 
 
 def arena_figures(board: pd.DataFrame, win_prob: pd.DataFrame, judge: str) -> dict:
-    """The arena's figures by artifact name: ``ratings``, ``win_prob`` and, with a baseline, ``win_rate_vs_baseline``."""
+    """The arena's figures by name: ``ratings``, ``win_prob`` and, with a baseline, ``win_rate_vs_baseline``."""
     from harness.ratings.plots import plot_ratings, plot_win_matrix
 
     figures = {

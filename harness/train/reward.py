@@ -80,7 +80,8 @@ def score(model, tokenizer, chats: list[list[dict]], batch_size: int = 16) -> li
 
     out: list[float] = []
     for i in range(0, len(chats), batch_size):
-        ids = [tokenizer.apply_chat_template(c, tokenize=True, return_dict=True)["input_ids"] for c in chats[i : i + batch_size]]
+        batch = chats[i : i + batch_size]
+        ids = [tokenizer.apply_chat_template(c, tokenize=True, return_dict=True)["input_ids"] for c in batch]
         width = max(len(x) for x in ids)
         # Right padding: the classifier reads the last non-pad token, as in training.
         input_ids = torch.tensor([x + [tokenizer.pad_token_id] * (width - len(x)) for x in ids])
