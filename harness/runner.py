@@ -173,11 +173,18 @@ def run_pipeline(cfg: Config) -> PipelineResult:
                     experiment=cfg.run.experiment,
                 )
         if out.evals:
-            from harness.evals import log_stage_skill_table, stage_skill_table
+            from harness.evals import format_stage_skill_table, log_stage_skill_table, stage_skill_table
 
-            table = stage_skill_table(out.evals)
             log_stage_skill_table(parent, out.evals)
-            print("\nScores by stage and skill (95% CI):\n" + table.to_string(), file=sys.stderr)
+            table = format_stage_skill_table(stage_skill_table(out.evals))
+            print(f"\nScores by stage and skill (95% CI):\n{table}\n", file=sys.stderr)
+        if cfg.arena.enabled and len(out.stages) >= 2:
+            from harness.arena import pipeline_arena
+
+            out.arena = pipeline_arena(
+                {s.stage: s.checkpoint for s in out.stages}, cfg=cfg.arena, results_dir=results, parent=parent,
+                seed=cfg.run.seed,
+            )
         parent.log_metrics(
             {
                 "cost/total_usd": sum(s.cost_usd for s in out.stages),

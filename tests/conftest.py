@@ -31,3 +31,13 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     model = tiny.build_model(tok, hidden_size=32, layers=2, heads=2, seed=0)
     tiny.save(model, tok, out)
     return out
+
+
+@pytest.fixture(scope="session")
+def quick_pipeline(tmp_path_factory) -> Path:
+    """The results folder of one `harness run --quick` (checkpoints, evals, arena, MLflow store), shared by tests."""
+    from harness.cli import main
+
+    results = tmp_path_factory.mktemp("pipeline")
+    assert main(["run", "--quick", "--results", str(results), "--set", "arena.bootstrap=100"]) == 0
+    return results

@@ -72,7 +72,7 @@ def load(spec: str, *, trust_remote_code: bool = False, dtype: str = "float32", 
         model = AutoModelForCausalLM.from_pretrained(
             source, dtype=getattr(torch, dtype), use_safetensors=True, trust_remote_code=trust_remote_code
         )
-    except (OSError, ValueError) as err:
+    except Exception as err:  # noqa: BLE001 - corrupt files raise OSError, ValueError, SafetensorError, ...
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise HarnessError(f"model {spec!r} could not be loaded: {first}") from None
     if tokenizer.pad_token is None:

@@ -44,7 +44,8 @@ def client(uri: str):
 
         from mlflow.tracking import MlflowClient
 
-        logging.getLogger("alembic").setLevel(logging.WARNING)
+        for name in ("alembic", "mlflow.store.db.utils", "mlflow.tracking._tracking_service.client"):
+            logging.getLogger(name).setLevel(logging.WARNING)
         _client_cache[uri] = MlflowClient(tracking_uri=uri)
     return _client_cache[uri]
 

@@ -11,7 +11,9 @@ from harness.train.common import StageResult, quiet_progress, trainer_history, t
 from harness.train.datasets import rlvr_rows
 
 
-def run(cfg: RLVRConfig, init: str, out_dir: Path, seed: int, trust_remote_code: bool = False) -> StageResult:
+def run(
+    cfg: RLVRConfig, init: str, out_dir: Path, seed: int, trust_remote_code: bool = False, reward_fn=reward
+) -> StageResult:
     """Reinforce `init` on arithmetic prompts rewarded by `harness.data.verifiers.reward`; save to `out_dir`.
 
     Args:
@@ -20,6 +22,7 @@ def run(cfg: RLVRConfig, init: str, out_dir: Path, seed: int, trust_remote_code:
         out_dir: checkpoint folder to write.
         seed: data, sampling and training seed.
         trust_remote_code: passed to the loader.
+        reward_fn: the reward (TRL contract); the verifier unless a caller has a reason to swap it.
 
     Returns:
         The stage's result; its history holds reward mean, KL (when beta > 0), loss and learning rate per step.
@@ -40,7 +43,7 @@ def run(cfg: RLVRConfig, init: str, out_dir: Path, seed: int, trust_remote_code:
     )
     trainer = GRPOTrainer(
         model=model,
-        reward_funcs=reward,
+        reward_funcs=reward_fn,
         args=args,
         train_dataset=Dataset.from_list(rlvr_rows(cfg.prompts, seed)),
         processing_class=tokenizer,
