@@ -173,3 +173,15 @@ def test_rate_reports_baseline_columns_and_survives_an_undefeated_model():
     assert board.loc["y", "p_win_vs_baseline"] > 0.5 and pd.isna(board.loc["base", "p_win_vs_baseline"])
     text = format_leaderboard(ratings.leaderboard)
     assert "win_rate_vs_base" in text and "p_win_vs_base" in text
+
+
+def test_chat_prompts(tmp_path):
+    from harness.arena.prompts import conversation, question
+
+    chat = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"},
+            {"role": "user", "content": "What is 2 + 2?"}]
+    path = tmp_path / "chat.jsonl"
+    path.write_text(json.dumps({"id": 7, "messages": chat, "reference": "4"}) + "\n")
+    (row,) = read_prompts(path)
+    assert row["id"] == "7" and conversation(row) == chat
+    assert question(row).endswith("[user]: What is 2 + 2?")

@@ -159,7 +159,7 @@ def test_llm_arena_end_to_end_records_failures_and_never_logs_the_key(judge_serv
     metrics = run.data.metrics
     assert metrics["judge/judgements_failed"] == 16
     assert metrics["judge/battles"] == 4 and metrics["judge/battles_failed"] == 8
-    assert metrics["judge/judge_input_tokens"] > 0 and metrics["judge/judge_cost_usd"] > 0
+    assert metrics["judge/input_tokens"] > 0 and metrics["judge/cost_usd"] > 0
     assert run.data.params["arena.judge_api_key_env"] == KEY_ENV
     assert run.data.tags["harness.judge"] == "llm:stand-in-judge"
 

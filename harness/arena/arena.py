@@ -144,7 +144,7 @@ def _arena(
         "generation/answers": float(len(answers_frame)),
         "generation/cached": float(answers_frame["cached"].sum()),
         "generation/seconds": gen_seconds,
-        "generation/answers_per_s": len(made) / made["seconds"].sum() if len(made) else float("nan"),
+        "generation/answers_per_s": float(len(made) / made["seconds"].sum()) if len(made) else float("nan"),
         "generation/mean_answer_tokens": float(answers_frame["answer_tokens"].mean()),
     }
 

@@ -212,10 +212,10 @@ def judge_battles(
         "judgements_failed": float(len(failures)),
         "battles": float(len(battles)),
         "battles_failed": float(len(games) - len(battles)),
-        "judge_calls": float(sum(j.calls for j in made)),
-        "judge_input_tokens": float(sum(j.input_tokens for j in made)),
-        "judge_output_tokens": float(sum(j.output_tokens for j in made)),
-        "judge_cost_usd": float(sum(j.cost_usd for j in made)),
+        "calls": float(sum(j.calls for j in made)),
+        "input_tokens": float(sum(j.input_tokens for j in made)),
+        "output_tokens": float(sum(j.output_tokens for j in made)),
+        "cost_usd": float(sum(j.cost_usd for j in made)),
         "position_consistency": float(sum(b["consistent"] for b in battles) / max(1, len(battles))),
     }
     cols = ["model_a", "model_b", "prompt_id", "order", "judge", "error"]

@@ -150,7 +150,8 @@ def build_judge(cfg, *, reward_model: str | None = None, base_url: str | None = 
     if cfg.judge == "reward-model":
         spec = reward_model or cfg.reward_model
         if not spec:
-            raise HarnessError("the reward-model judge needs a model: set arena.reward_model (a HF id or folder)")
+            raise HarnessError("the reward-model judge needs a model: --reward-model SPEC or arena.reward_model "
+                               "(a HF id or folder with a sequence-classification head)")
         return RewardModelJudge(spec, tie_margin=cfg.rm_tie_margin, strong_margin=cfg.rm_strong_margin,
                                 batch_size=cfg.batch_size)
     if cfg.judge == "llm":
