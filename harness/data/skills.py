@@ -2,7 +2,7 @@
 
 Four skills, each a universe of items with a stable id:
 
-- ``arithmetic`` — "What is 47 + 38?" → "85" (two-digit addition and subtraction; verifiable).
+- ``arithmetic`` — "What is 27 + 38?" → "65" (addition and subtraction of operands below 40; verifiable).
 - ``format`` — "Write the word velu in uppercase." → "VELU" (verifiable constraints: uppercase, lowercase,
   brackets, quotes; the content word must be kept).
 - ``knowledge`` — a synthetic fact base ("The velu is blue."): pretraining reads every fact; questions are asked as
@@ -75,9 +75,12 @@ def format_answer(word: str, constraint: str) -> str:
     }[constraint]
 
 
+ARITHMETIC_RANGE = range(0, 40)  # operands; small enough that a tiny model on a CPU learns some of it
+
+
 def _arithmetic() -> Iterator[dict]:
-    for a in range(10, 100):
-        for b in range(10, 100):
+    for a in ARITHMETIC_RANGE:
+        for b in ARITHMETIC_RANGE:
             for op in "+-":
                 if op == "-" and b > a:
                     continue
