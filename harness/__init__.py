@@ -1,1 +1,48 @@
+"""harness: a post-training evaluation harness — train, evaluate, rate and track checkpoints.
 
+The public API, one name per line below; everything is imported on first use (PEP 562) so that importing
+`harness` (and `harness --help`) loads no heavy library. Each package's own `__init__` indexes its details.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_API = {
+    # configuration and the main job
+    "Config": "harness.config",
+    "load_config": "harness.config",
+    "run_pipeline": "harness.runner",
+    "HarnessError": "harness.errors",
+    # models and data
+    "load_model": ("harness.models.load", "load"),
+    "verify": "harness.data.verifiers",
+    "reward": "harness.data.verifiers",
+    # evaluation, arenas, ratings, nightly statistics
+    "evaluate": "harness.evals",
+    "compare": "harness.evals",
+    "run_arena": "harness.arena",
+    "fit_bt": "harness.ratings",
+    "bootstrap": "harness.ratings",
+    "leaderboard": "harness.ratings",
+    "win_prob": "harness.ratings",
+    "margin_for": "harness.ratings",
+    "alpaca_winrate": "harness.ratings",
+    "compare_suite": "harness.nightly.stats",
+}
+
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str):
+    if name in _API:
+        target = _API[name]
+        module, attr = target if isinstance(target, tuple) else (target, name)
+        value = getattr(importlib.import_module(module), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'harness' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

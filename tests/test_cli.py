@@ -81,3 +81,10 @@ def test_failing_stage_leaves_runs_failed_and_no_partial_checkpoint(capsys, tmp_
     assert sorted(runs["tags.harness.kind"]) == ["pipeline", "train"]
     assert not (results / "checkpoints" / "embedded" / "sft").exists()
     assert not list((results / "checkpoints" / "embedded").glob(".*"))
+
+
+def test_public_api_resolves():
+    import harness
+
+    for name in harness.__all__:
+        assert callable(getattr(harness, name)), name
