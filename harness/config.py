@@ -123,6 +123,8 @@ class ArenaConfig:
     temperature: float = _f(0.0, "Sampling temperature (0: greedy).")
     top_p: float = _f(1.0, "Nucleus sampling mass (used when temperature > 0).")
     batch_size: int = _f(16, "Prompts per generation batch.")
+    device: str | None = _f(None, "torch device for generation and the reward model (None: cuda when available, "
+                                  "else cpu).")
     cache: bool = _f(True, "Reuse cached answers and judgements (keyed by checkpoint hash, prompt and settings).")
     bootstrap: int = _f(1000, "Bootstrap rounds for rating CIs.")
     reward_model: str | None = _f(None, "Reward model for judge=reward-model (HF id or folder); None: train a tiny "

@@ -72,7 +72,7 @@ def generate_batch(model, tokenizer, chats: list[list[dict]], settings: Generati
 
     texts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in chats]
     tokenizer.padding_side = "left"
-    enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
     sample = settings.temperature > 0
     kwargs = dict(do_sample=sample, temperature=settings.temperature, top_p=settings.top_p) if sample else {}
     torch.manual_seed(settings.seed)
@@ -100,10 +100,19 @@ def generate_batch(model, tokenizer, chats: list[list[dict]], settings: Generati
     return records
 
 
-def _load(spec: str, trust_remote_code: bool):
+def device_or_default(device: str | None) -> str:
+    """`device`, or cuda when torch sees a GPU, else cpu."""
+    if device:
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _load(spec: str, trust_remote_code: bool, device: str | None = None):
     from harness.models.load import load
 
-    model, tokenizer = load(spec, trust_remote_code=trust_remote_code)
+    model, tokenizer = load(spec, trust_remote_code=trust_remote_code, device=device_or_default(device))
     if not getattr(tokenizer, "chat_template", None):
         raise HarnessError(f"model {spec!r} has no chat template; arena prompts are chats (use an instruct checkpoint)")
     model.eval()
@@ -119,6 +128,7 @@ def generate(
     cache_dir: str | Path | None = None,
     trust_remote_code: bool = False,
     hashes: dict[str, str] | None = None,
+    device: str | None = None,
 ) -> list[dict[str, Any]]:
     """Every model answers every prompt; cached answers are reused and no model is loaded when all are cached.
 
@@ -130,6 +140,7 @@ def generate(
         cache_dir: cache folder; None disables the cache.
         trust_remote_code: passed to the loader.
         hashes: the models' content hashes when already computed (hashing a large checkpoint reads all of it).
+        device: torch device (default: cuda when available, else cpu); not part of the cache key.
 
     Returns:
         One record per (model, prompt): ``model``, ``prompt_id``, ``prompt_hash``, ``checkpoint_hash``,
@@ -149,7 +160,7 @@ def generate(
         todo = [p for p in prompts if cached.get(p["id"], {}).get("prompt_hash") != prompt_hash(p)]
         fresh: dict[str, dict] = {}
         if todo:
-            model, tokenizer = _load(spec, trust_remote_code)
+            model, tokenizer = _load(spec, trust_remote_code, device)
             batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
             for batch in progress(batches, f"arena generate {name}: {len(todo)} answers"):
                 start = time.perf_counter()

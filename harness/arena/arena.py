@@ -135,7 +135,7 @@ def _arena(
     start = time.perf_counter()
     answers = generate(models, prompts, settings, batch_size=cfg.batch_size,
                        cache_dir=cache / "generations" if cache else None, trust_remote_code=trust_remote_code,
-                       hashes=hashes)
+                       hashes=hashes, device=cfg.device)
     gen_seconds = time.perf_counter() - start
     answers_frame = pd.DataFrame(answers)
     run.log_table(answers_frame, "arena/answers.jsonl")
@@ -296,7 +296,7 @@ def pipeline_arena(
         pairs_seed = seed if dpo_pairs_seed is None else dpo_pairs_seed
         folder, rm_metrics = _reward_model(init, cfg, results_dir, pairs_seed, out)
         judge = RewardModelJudge(folder, tie_margin=cfg.rm_tie_margin, strong_margin=cfg.rm_strong_margin,
-                                 batch_size=cfg.batch_size)
+                                 batch_size=cfg.batch_size, device=cfg.device)
         print(f"== arena reward model: held-out accuracy {rm_metrics['reward_model/heldout_accuracy']:.3f} "
               f"on {int(rm_metrics['reward_model/heldout_pairs'])} preference pairs", file=out)
     else:

@@ -98,11 +98,13 @@ class RewardModelJudge:
     concurrency = 1
 
     def __init__(self, spec: str, *, tie_margin: float = 0.05, strong_margin: float = 1.0, batch_size: int = 16,
-                 trust_remote_code: bool = False) -> None:
+                 trust_remote_code: bool = False, device: str | None = None) -> None:
+        from harness.arena.answers import device_or_default
         from harness.models.load import content_hash
         from harness.train.reward import load_reward_model
 
         self.model, self.tokenizer = load_reward_model(spec, trust_remote_code=trust_remote_code)
+        self.model.to(device_or_default(device))
         self.identity = f"reward-model:{spec}"
         self.version = content_hash(spec)
         self.tie_margin, self.strong_margin, self.batch_size = tie_margin, strong_margin, batch_size
@@ -153,7 +155,7 @@ def build_judge(cfg, *, reward_model: str | None = None, base_url: str | None = 
             raise HarnessError("the reward-model judge needs a model: --reward-model SPEC or arena.reward_model "
                                "(a HF id or folder with a sequence-classification head)")
         return RewardModelJudge(spec, tie_margin=cfg.rm_tie_margin, strong_margin=cfg.rm_strong_margin,
-                                batch_size=cfg.batch_size)
+                                batch_size=cfg.batch_size, device=cfg.device)
     if cfg.judge == "llm":
         from harness.arena.llm_judge import LLMJudge
 

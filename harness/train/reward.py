@@ -84,8 +84,8 @@ def score(model, tokenizer, chats: list[list[dict]], batch_size: int = 16) -> li
         ids = [tokenizer.apply_chat_template(c, tokenize=True, return_dict=True)["input_ids"] for c in batch]
         width = max(len(x) for x in ids)
         # Right padding: the classifier reads the last non-pad token, as in training.
-        input_ids = torch.tensor([x + [tokenizer.pad_token_id] * (width - len(x)) for x in ids])
-        mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in ids])
+        input_ids = torch.tensor([x + [tokenizer.pad_token_id] * (width - len(x)) for x in ids], device=model.device)
+        mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in ids], device=model.device)
         with torch.no_grad():
             logits = model(input_ids=input_ids, attention_mask=mask).logits
         out += logits[:, 0].float().tolist()
