@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Mapping
+from contextlib import contextmanager, nullcontext
+from typing import Iterator, Mapping
 
 import numpy as np
 import pandas as pd
@@ -30,6 +31,23 @@ from harness.ratings.battles import BattlesLike, PairCounts, aggregate
 
 class NotIdentifiableError(HarnessError):
     """The battles do not pin down finite ratings (an undefeated model, a disconnected comparison graph)."""
+
+
+@contextmanager
+def single_threaded_blas() -> Iterator[None]:
+    """Run BLAS single-threaded for a while (when threadpoolctl is installed).
+
+    The linear algebra here is small (models × models); a multi-threaded BLAS only adds spinning threads, which on a
+    small or busy machine — or under our own worker threads — makes it several times slower.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        limits = nullcontext()
+    else:
+        limits = threadpool_limits(1, user_api="blas")
+    with limits:
+        yield
 
 
 def _softplus(z: np.ndarray) -> np.ndarray:
@@ -293,10 +311,11 @@ def fit_counts(
         raise HarnessError(f"l2 must be a non-negative number, got {l2}")
     if check and l2 == 0:
         check_identifiable(counts)
-    theta, _ = newton(
-        counts.i, counts.j, counts.score_i, counts.n,
-        n_models=len(counts.models), l2=l2, start=start, tol=tol, max_iter=max_iter,
-    )
+    with single_threaded_blas():
+        theta, _ = newton(
+            counts.i, counts.j, counts.score_i, counts.n,
+            n_models=len(counts.models), l2=l2, start=start, tol=tol, max_iter=max_iter,
+        )
     return theta
 
 

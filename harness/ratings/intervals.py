@@ -37,6 +37,7 @@ from harness.ratings.bt import (
     anchor_shift,
     fit_counts,
     hessian,
+    single_threaded_blas,
     to_elo,
 )
 
@@ -109,38 +110,64 @@ def _incidence(counts: PairCounts) -> sparse.csr_matrix:
 class _Resampler:
     """Poisson(c) redraws of the unique-outcome counts `c`, many rounds at a time.
 
-    Integer counts shared by many cells are drawn by exact inversion with a guide table (scipy's
-    `DiscreteGuideTable` over the Poisson pmf, truncated where the tail mass is below 1e-25), several times
-    faster than numpy's Poisson sampler; the remaining cells use `Generator.poisson`.
+    Cells are the per-pair counts `[wins_i | ties | wins_j]`. Integer counts shared by many cells are drawn by exact
+    inversion with a guide table (scipy's `DiscreteGuideTable` over the Poisson pmf, truncated where the tail mass is
+    below 1e-25), several times faster than numpy's Poisson sampler; the remaining cells use `Generator.poisson`.
+    Cells are kept sorted by count so each table fills a contiguous block, and sparse maps turn the drawn cells into
+    per-pair scores and battle counts.
     """
 
-    def __init__(self, cells: np.ndarray, rounds: int):
-        self.cells = cells
-        self.tables: list[tuple[np.ndarray, object]] = []
-        rest = np.flatnonzero(cells > 0)
-        whole = np.all(cells == np.round(cells))
-        if whole:
-            values, inverse, sizes = np.unique(cells[rest], return_inverse=True, return_counts=True)
+    def __init__(self, counts: PairCounts, rounds: int):
+        p = len(counts.i)
+        cells = np.concatenate([counts.wins_i, counts.ties, counts.wins_j])
+        nonzero = np.flatnonzero(cells > 0)
+        self.blocks: list[tuple[int, int, object]] = []
+        order = nonzero
+        if np.all(cells == np.round(cells)):
+            values, inverse, sizes = np.unique(cells[nonzero], return_inverse=True, return_counts=True)
             big = sizes * rounds >= 20000  # below that, building a table costs more than it saves
+            sort = np.argsort(np.where(big[inverse], inverse, len(values)), kind="stable")
+            order = nonzero[sort]
             if big.any():
                 from scipy.stats import poisson, sampling  # a slow import: only when it pays off
-            groups = np.split(rest[np.argsort(inverse, kind="stable")], np.cumsum(sizes)[:-1])
+            start = 0
             for k in np.flatnonzero(big):
                 lam = float(values[k])
                 support = np.arange(int(lam + 12.0 * math.sqrt(lam) + 25.0))
                 table = sampling.DiscreteGuideTable(poisson.pmf(support, lam), random_state=0)
-                self.tables.append((groups[k], table))
-            rest = rest[~big[inverse]]
-        self.rest = rest
+                self.blocks.append((start, start + int(sizes[k]), table))
+                start += int(sizes[k])
+            self.rest_start = start
+        else:
+            self.rest_start = 0
+        self.order = order
+        self.lam_rest = cells[order[self.rest_start:]]
+        kind, pair = order // p, order % p
+        cols = np.arange(len(order))
+        score_weight = np.array([1.0, 0.5, 0.0])[kind]
+        keep = score_weight > 0
+        self.to_score = sparse.csr_matrix((score_weight[keep], (pair[keep], cols[keep])), shape=(p, len(order)))
+        self.to_n = sparse.csr_matrix((np.ones(len(order)), (pair, cols)), shape=(p, len(order)))
+        self.n_cells, self.n_pairs = len(cells), p
 
     def draw(self, rng: np.random.Generator, size: int) -> np.ndarray:
-        """Counts for `size` rounds: cells × rounds."""
-        out = np.zeros((len(self.cells), size))
-        for idx, table in self.tables:
-            out[idx] = table.rvs(size=(len(idx), size), random_state=rng)
-        if len(self.rest):
-            out[self.rest] = rng.poisson(self.cells[self.rest][:, None], size=(len(self.rest), size))
+        """Redrawn counts of the non-zero cells (in `order`), cells × rounds."""
+        out = np.empty((len(self.order), size))
+        for start, stop, table in self.blocks:
+            out[start:stop] = table.rvs(size=(stop - start, size), random_state=rng)
+        if len(self.lam_rest):
+            out[self.rest_start:] = rng.poisson(self.lam_rest[:, None], size=(len(self.lam_rest), size))
         return out
+
+    def score_and_n(self, drawn: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-pair scores and battle counts (pairs × rounds) from `draw`'s output."""
+        return self.to_score @ drawn, self.to_n @ drawn
+
+    def cells(self, drawn: np.ndarray, r: int) -> np.ndarray:
+        """Round `r`'s counts as `(wins_i, ties, wins_j)`, 3 × pairs."""
+        out = np.zeros(self.n_cells)
+        out[self.order] = drawn[:, r]
+        return out.reshape(3, self.n_pairs)
 
 
 def chord_fit(
@@ -232,6 +259,15 @@ def bootstrap_counts(
     """
     if rounds < 1:
         raise HarnessError(f"bootstrap rounds must be at least 1, got {rounds}")
+    with single_threaded_blas():
+        return _bootstrap_counts(counts, rounds, seed, l2, tol, threads, theta0)
+
+
+def _bootstrap_counts(
+    counts: PairCounts, rounds: int, seed: int, l2: float, tol: float, threads: int | None,
+    theta0: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, int, list[str]]:
+    """`bootstrap_counts` without the BLAS thread limit."""
     m, p = len(counts.models), len(counts.i)
     if theta0 is None:
         theta0 = fit_counts(counts, l2=l2)
@@ -239,24 +275,23 @@ def bootstrap_counts(
     h_inv = np.linalg.inv(h)
     inc = _incidence(counts)
     inc_t = inc.T.tocsr()
-    resampler = _Resampler(np.concatenate([counts.wins_i, counts.ties, counts.wins_j]), rounds)
+    resampler = _Resampler(counts, rounds)
     sizes = [min(CHUNK, rounds - s) for s in range(0, rounds, CHUNK)]
     seeds = np.random.SeedSequence(seed).spawn(len(sizes))
 
-    def run(k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        draws = resampler.draw(np.random.default_rng(seeds[k]), sizes[k]).reshape(3, p, sizes[k])
-        score = draws[0] + 0.5 * draws[1]
-        n = draws.sum(axis=0)
+    def run(k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        drawn = resampler.draw(np.random.default_rng(seeds[k]), sizes[k])
+        score, n = resampler.score_and_n(drawn)
         theta, ok = chord_fit(theta0, h_inv, inc, inc_t, score, n, l2=l2, n_models=m, tol=tol)
-        return theta.T, ok, draws
+        return theta.T, ok, (None if ok.all() else drawn)  # keep the draws only for the rounds to refit
 
     parts = run_chunks(run, sizes, threads)
 
     samples = np.concatenate([part[0] for part in parts])
     fallback, culprits = 0, set()
-    for k, (_, ok, draws) in enumerate(parts):
+    for k, (_, ok, drawn) in enumerate(parts):
         for r in np.flatnonzero(~ok):
-            wins_i, ties, wins_j = draws[0, :, r], draws[1, :, r], draws[2, :, r]
+            wins_i, ties, wins_j = resampler.cells(drawn, r)
             keep = wins_i + ties + wins_j > 0
             boot = PairCounts(counts.models, counts.i[keep], counts.j[keep], wins_i[keep], ties[keep], wins_j[keep])
             try:

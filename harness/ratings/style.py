@@ -33,7 +33,16 @@ from scipy import sparse
 from harness.errors import HarnessError
 from harness.ratings.battles import BattlesLike, aggregate_codes, as_battles, encode
 from harness.ratings.intervals import FALLBACK_L2, BootstrapResult, chord_fit, run_chunks, summarise
-from harness.ratings.bt import NotIdentifiableError, _regularised, anchor_shift, check_identifiable, hessian, newton, to_elo
+from harness.ratings.bt import (
+    NotIdentifiableError,
+    _regularised,
+    anchor_shift,
+    check_identifiable,
+    hessian,
+    newton,
+    single_threaded_blas,
+    to_elo,
+)
 
 FLAT_COLUMNS = {
     "length": ("len_a", "len_b"),
@@ -180,7 +189,8 @@ def fit_style_bt(
     """
     models, a, b, score, feats = _prepare(battles, l2)
     m = len(models)
-    x, _ = newton(a, b, score, np.ones(len(a)), n_models=m, features=feats.to_numpy(), l2=l2)
+    with single_threaded_blas():
+        x, _ = newton(a, b, score, np.ones(len(a)), n_models=m, features=feats.to_numpy(), l2=l2)
     ratings = anchor_shift(to_elo(x[:m], scale=scale, base=base, init=init), models, anchor)
     coef = pd.Series(x[m:] * scale / math.log(base), index=list(feats.columns), name="rating_points_per_sd")
     return StyleFit(pd.Series(ratings, index=models, name="rating").sort_values(ascending=False), coef,
@@ -216,6 +226,16 @@ def style_bootstrap(
     if rounds < 1:
         raise HarnessError(f"bootstrap rounds must be at least 1, got {rounds}")
     models, a, b, score, feats = _prepare(battles, l2)
+    with single_threaded_blas():
+        return _style_bootstrap(models, a, b, score, feats, rounds, seed, level, anchor, l2, scale, base, init, threads)
+
+
+def _style_bootstrap(
+    models: list[str], a: np.ndarray, b: np.ndarray, score: np.ndarray, feats: pd.DataFrame, rounds: int, seed: int,
+    level: float, anchor: Mapping[str, float] | None, l2: float, scale: float, base: float, init: float,
+    threads: int | None,
+) -> BootstrapResult:
+    """`style_bootstrap` on encoded battles, without the BLAS thread limit."""
     m, f = len(models), feats.to_numpy()
     ones = np.ones(len(a))
     x0, _ = newton(a, b, score, ones, n_models=m, features=f, l2=l2)
