@@ -204,15 +204,39 @@ def run(
 
 
 def search_runs(uri: str, experiment: str, filter_string: str = "", order_by: list[str] | None = None):
-    """Runs of `experiment` as a pandas DataFrame (empty if the experiment does not exist)."""
-    import mlflow
+    """Runs of `experiment` as a pandas DataFrame, one row per run, in `mlflow.search_runs`' column layout
+    (``run_id, status, start_time, ..., metrics.*, params.*, tags.*``); empty if the experiment does not exist.
+
+    Reads through the client for `uri`: `mlflow.search_runs` would need the global tracking URI, and setting it
+    would redirect every later run of the process to this store.
+    """
     import pandas as pd
 
-    exp = client(uri).get_experiment_by_name(experiment)
+    c = client(uri)
+    exp = c.get_experiment_by_name(experiment)
     if exp is None:
         return pd.DataFrame()
-    mlflow.set_tracking_uri(uri)
-    return mlflow.search_runs([exp.experiment_id], filter_string=filter_string, order_by=order_by or [])
+    rows, token = [], None
+    while True:
+        page = c.search_runs([exp.experiment_id], filter_string, max_results=1000, order_by=order_by or None,
+                             page_token=token)
+        for r in page:
+            row = {
+                "run_id": r.info.run_id,
+                "experiment_id": r.info.experiment_id,
+                "status": r.info.status,
+                "artifact_uri": r.info.artifact_uri,
+                "start_time": pd.to_datetime(r.info.start_time, unit="ms", utc=True),
+                "end_time": pd.to_datetime(r.info.end_time, unit="ms", utc=True) if r.info.end_time else pd.NaT,
+            }
+            row.update({f"metrics.{k}": v for k, v in r.data.metrics.items()})
+            row.update({f"params.{k}": v for k, v in r.data.params.items()})
+            row.update({f"tags.{k}": v for k, v in r.data.tags.items()})
+            rows.append(row)
+        token = page.token
+        if not token:
+            break
+    return pd.DataFrame(rows)
 
 
 def register_checkpoint(handle: Run, folder: str | os.PathLike, model_name: str, tags: Mapping[str, Any]) -> str:
@@ -308,3 +332,57 @@ def load_table(run_id: str, artifact_file: str, results_dir: str | os.PathLike |
         if artifact_file.endswith(".jsonl"):
             return pd.read_json(local, orient="records", lines=True)
         return pd.read_csv(local)
+
+
+def run_params(run_id: str, results_dir: str | os.PathLike | None = None) -> dict[str, str]:
+    """A run's params (name → string value); a `HarnessError` naming the run when the store has no such run."""
+    from harness.errors import HarnessError
+
+    try:
+        return dict(client(tracking_uri(results_dir)).get_run(run_id).data.params)
+    except Exception:  # noqa: BLE001 - MLflow raises its own RestException / MlflowException for "not found"
+        raise HarnessError(f"no MLflow run {run_id} in {tracking_uri(results_dir)}") from None
+
+
+def load_json(run_id: str, artifact_file: str, results_dir: str | os.PathLike | None = None) -> Any:
+    """Read back a JSON artifact (as `Run.log_dict` wrote it); a `HarnessError` naming the run and file if absent."""
+    import mlflow
+
+    from harness.errors import HarnessError
+
+    uri = tracking_uri(results_dir)
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path=artifact_file, dst_path=tmp, tracking_uri=uri
+            )
+            return json.loads(Path(local).read_text())
+        except Exception as err:  # noqa: BLE001 - MLflow raises many types; the user needs one line
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise HarnessError(f"run {run_id}: no readable artifact {artifact_file!r} ({first})") from None
+
+
+def model_versions(model_name: str, results_dir: str | os.PathLike | None = None) -> list[dict]:
+    """Versions of a registered model, newest first: ``version, source, run_id, tags, aliases`` (empty if none)."""
+    c = client(tracking_uri(results_dir))
+    try:
+        found = c.search_model_versions(f"name='{model_name}'")
+    except Exception:  # noqa: BLE001 - a store without the model raises instead of returning nothing
+        return []
+    rows = [{"version": str(v.version), "source": v.source, "run_id": v.run_id, "tags": dict(v.tags or {}),
+             "aliases": list(v.aliases or [])} for v in found]
+    return sorted(rows, key=lambda r: int(r["version"]), reverse=True)
+
+
+def model_aliases(model_name: str, results_dir: str | os.PathLike | None = None) -> dict[str, str]:
+    """Aliases of a registered model → version (empty when the model is not registered)."""
+    try:
+        model = client(tracking_uri(results_dir)).get_registered_model(model_name)
+    except Exception:  # noqa: BLE001 - MLflow raises its own RestException for "does not exist"
+        return {}
+    return {alias: str(version) for alias, version in (model.aliases or {}).items()}
+
+
+def experiment_names(results_dir: str | os.PathLike | None = None) -> list[str]:
+    """Names of the experiments in the store."""
+    return sorted(e.name for e in client(tracking_uri(results_dir)).search_experiments())
