@@ -265,10 +265,11 @@ def encode(battles: BattlesLike) -> tuple[list[str], np.ndarray, np.ndarray, np.
 def aggregate_codes(models: list[str], a: np.ndarray, b: np.ndarray, outcome: np.ndarray) -> PairCounts:
     """Aggregate integer-encoded battles (see `encode`) to per-pair win/tie/loss counts."""
     m = len(models)
-    lo, hi = np.minimum(a, b), np.maximum(a, b)
-    # model_a's outcome seen from the lower-indexed model: flip when model_a is the higher index
-    code = np.where(a == lo, outcome, 2 - outcome)
-    table = np.bincount((lo * m + hi) * 3 + code, minlength=m * m * 3).reshape(m * m, 3).astype(np.float64)
+    # count per ordered (model_a, model_b, outcome) cell, then fold (b, a) onto (a, b) with the outcome flipped
+    ordered = np.bincount((a * m + b) * 3 + outcome, minlength=m * m * 3).reshape(m, m, 3)
+    folded = ordered + ordered.transpose(1, 0, 2)[:, :, ::-1]
+    table = np.triu(np.ones((m, m), dtype=bool), k=1)[:, :, None] * folded
+    table = table.reshape(m * m, 3).astype(np.float64)
     pair = np.flatnonzero(table.sum(axis=1))
     return PairCounts(
         models=list(models),
