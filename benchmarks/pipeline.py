@@ -4,6 +4,8 @@ Targets on a 2-core CPU machine: quick ≤ 2 min, default ≤ 10 min, peak RSS �
 
     python benchmarks/pipeline.py [--only quick|default] [--repeats N]
 
+It first times `harness --help` (target ≤ 1 s) beside a bare interpreter start.
+
 Each pipeline runs in a child process (its own peak RSS from `os.wait4`), with its own results folder, offline. Prints one line per run and the medians.
 """
 
@@ -18,6 +20,18 @@ import tempfile
 import time
 
 TARGETS = {"quick": (120.0, 4.0), "default": (600.0, 4.0)}  # seconds, GB
+HELP_TARGET = 1.0  # seconds for `harness --help`
+
+
+def _help_seconds(repeats: int = 5) -> float:
+    """Median wall time of `harness --help` in a fresh interpreter (heavy libraries must stay unimported)."""
+    return statistics.median(_timed([sys.executable, "-m", "harness.cli", "--help"]) for _ in range(repeats))
+
+
+def _timed(cmd: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
 
 
 def _one(preset: str) -> tuple[float, float]:
@@ -44,6 +58,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     args = parser.parse_args()
     print(f"cpus={os.cpu_count()} python={sys.version.split()[0]}")
+    baseline = statistics.median(_timed([sys.executable, "-c", "pass"]) for _ in range(5))
+    h = _help_seconds()
+    print(f"harness --help median {h:.2f} s (bare interpreter {baseline:.2f} s; target ≤ {HELP_TARGET:.0f} s, "
+          f"ratio {h / HELP_TARGET:.2f})", flush=True)
     for preset in [args.only] if args.only else ["quick", "default"]:
         times, peaks = [], []
         for i in range(args.repeats):
