@@ -33,6 +33,9 @@ class NotIdentifiableError(HarnessError):
     """The battles do not pin down finite ratings (an undefeated model, a disconnected comparison graph)."""
 
 
+_blas_controller: list = []  # threadpoolctl's controller, created once: scanning the loaded libraries is slow
+
+
 @contextmanager
 def single_threaded_blas() -> Iterator[None]:
     """Run BLAS single-threaded for a while (when threadpoolctl is installed).
@@ -40,13 +43,15 @@ def single_threaded_blas() -> Iterator[None]:
     The linear algebra here is small (models × models); a multi-threaded BLAS only adds spinning threads, which on a
     small or busy machine — or under our own worker threads — makes it several times slower.
     """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        limits = nullcontext()
-    else:
-        limits = threadpool_limits(1, user_api="blas")
-    with limits:
+    if not _blas_controller:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:
+            _blas_controller.append(None)
+        else:
+            _blas_controller.append(ThreadpoolController())
+    controller = _blas_controller[0]
+    with nullcontext() if controller is None else controller.limit(limits=1, user_api="blas"):
         yield
 
 
@@ -128,13 +133,17 @@ def hessian(
     l2: float = 0.0,
 ) -> np.ndarray:
     """Analytic Hessian of `objective` (same arguments); singular along "shift all θ" when `l2` is 0."""
-    m = n_models
-    theta = x[:m]
+    theta = x[:n_models]
     z = theta[i] - theta[j]
     if features is not None:
-        z = z + features @ x[m:]
+        z = z + features @ x[n_models:]
     p = _sigmoid(z)
-    w = n * p * (1.0 - p)
+    return _hessian_from_weights(n * p * (1.0 - p), i, j, n_models, features, l2)
+
+
+def _hessian_from_weights(
+    w: np.ndarray, i: np.ndarray, j: np.ndarray, m: int, features: np.ndarray | None, l2: float
+) -> np.ndarray:
     off = np.bincount(i * m + j, w, m * m).reshape(m, m)
     off = off + off.T
     h_tt = np.diag(off.sum(axis=1)) - off + l2 * np.eye(m)
@@ -144,6 +153,24 @@ def hessian(
     h_tb = np.stack([np.bincount(i, c, m) - np.bincount(j, c, m) for c in wf.T], axis=1).reshape(m, -1)
     h_bb = features.T @ wf
     return np.block([[h_tt, h_tb], [h_tb.T, h_bb]])
+
+
+def _derivatives(
+    x: np.ndarray, i: np.ndarray, j: np.ndarray, score: np.ndarray, n: np.ndarray, m: int,
+    features: np.ndarray | None, l2: float,
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """`objective`, `gradient` and `hessian` from one pass over the rows."""
+    theta = x[:m]
+    z = theta[i] - theta[j]
+    if features is not None:
+        z = z + features @ x[m:]
+    p = _sigmoid(z)
+    f = float(np.sum(n * _softplus(z) - score * z) + 0.5 * l2 * theta @ theta)
+    r = n * p - score
+    g = np.bincount(i, r, m) - np.bincount(j, r, m) + l2 * theta
+    if features is not None:
+        g = np.concatenate([g, features.T @ r])
+    return f, g, _hessian_from_weights(n * p * (1.0 - p), i, j, m, features, l2)
 
 
 def _regularised(h: np.ndarray, n_models: int, l2: float) -> np.ndarray:
@@ -173,7 +200,8 @@ def newton(
 
     Args:
         i, j, score, n, n_models, features, l2: as for `objective`.
-        start: starting parameters (default zeros); any start reaches the same optimum.
+        start: starting parameters (default: each model's log-odds of scoring, β = 0); any start reaches the same
+            optimum.
         tol: stop when the largest step is below this (natural log-odds units).
         max_iter: give up (with a `RuntimeWarning`) after this many steps.
 
@@ -181,13 +209,19 @@ def newton(
         `(x, iterations)` with θ centred to mean zero.
     """
     k = 0 if features is None else features.shape[1]
-    x = np.zeros(n_models + k) if start is None else np.array(start, dtype=float)
+    if start is not None:
+        x = np.array(start, dtype=float)
+    else:  # each model's own log-odds of scoring: close to the answer when schedules are balanced
+        x = np.zeros(n_models + k)
+        won = np.bincount(i, score, n_models) + np.bincount(j, n - score, n_models)
+        lost = np.bincount(i, n - score, n_models) + np.bincount(j, score, n_models)
+        x[:n_models] = np.log((won + 0.5) / (lost + 0.5))
+        x[:n_models] -= x[:n_models].mean()
     args = (i, j, score, n)
     kw = dict(n_models=n_models, features=features, l2=l2)
-    f = objective(x, *args, **kw)
     for it in range(1, max_iter + 1):
-        g = gradient(x, *args, **kw)
-        h = _regularised(hessian(x, *args, **kw), n_models, l2)
+        f, g, h = _derivatives(x, i, j, score, n, n_models, features, l2)
+        h = _regularised(h, n_models, l2)
         if l2 == 0:  # keep the step off the null direction even if the start was not centred
             g[:n_models] -= g[:n_models].mean()
         try:  # numpy's LAPACK, not scipy's: mixing the two BLAS thread pools stalls both on small machines
@@ -197,11 +231,10 @@ def newton(
         t, slope = 1.0, float(g @ step)
         while True:
             x_new = x + t * step
-            f_new = objective(x_new, *args, **kw)
-            if f_new <= f + 1e-4 * t * slope or t < 1e-10:
+            if objective(x_new, *args, **kw) <= f + 1e-4 * t * slope or t < 1e-10:
                 break
             t *= 0.5
-        x, f = x_new, f_new
+        x = x_new
         if np.max(np.abs(t * step)) < tol:
             break
     else:
