@@ -53,7 +53,7 @@ def test_json_lines_in_a_json_file_and_several_files(tmp_path):
     p1.write_text("\n".join(json.dumps(r) for r in ROWS[:3]))
     p2 = write(tmp_path / "two.jsonl", ROWS[3:])
     frame = read_battles([p1, p2])
-    assert len(frame) == len(ROWS) and set(frame["source"]) == {str(p1), str(p2)}
+    assert len(frame) == len(ROWS) and set(frame["battle_file"]) == {str(p1), str(p2)}
 
 
 def test_aggregate_counts_by_unordered_pair():

@@ -96,3 +96,28 @@ def test_cli_rate_style(tmp_path, capsys):
     frame[["model_a", "model_b", "winner"]].to_json(path2, orient="records", lines=True)
     assert main(["rate", str(path2), "--style"]) == 2
     assert "style control needs response lengths" in capsys.readouterr().err
+
+
+def test_chatbot_arena_jsonl_with_uneven_metadata_and_errors_name_the_file(tmp_path, capsys):
+    rng = np.random.default_rng(5)
+    rows = []
+    for k in range(300):
+        a, b = rng.choice(["x", "y", "z"], 2, replace=False)
+        rows.append({
+            "model_a": a, "model_b": b, "winner": str(rng.choice(["model_a", "model_b", "tie"])),
+            "conv_metadata": {
+                "sum_assistant_a_tokens": int(rng.integers(50, 500)), "sum_assistant_b_tokens": int(rng.integers(50, 500)),
+                # keys differ between rows, as in Chatbot Arena's data
+                "header_count_a": {"h1": int(rng.integers(0, 3))} if k % 2 else {"h2": int(rng.integers(0, 3))},
+                "header_count_b": {"h3": int(rng.integers(0, 3))},
+            },
+        })
+    good = tmp_path / "arena.jsonl"
+    good.write_text("\n".join(json.dumps(r) for r in rows))
+    assert main(["rate", str(good), "--style", "--bootstrap", "30", "--format", "json"]) == 0
+    assert {"style_rating", "style_rank"} <= set(json.loads(capsys.readouterr().out)[0])
+    rows[4]["conv_metadata"]["sum_assistant_b_tokens"] = -1
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("\n".join(json.dumps(r) for r in rows))
+    assert main(["rate", str(good), str(bad), "--style", "--bootstrap", "30"]) == 2
+    assert f"{bad}: row 5: conv_metadata" in capsys.readouterr().err

@@ -146,17 +146,22 @@ def read_battles(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
         paths: one path or several.
 
     Returns:
-        All battles, checked, with a `source` column naming the file each came from when there are several files.
+        All battles, checked, in file order, with a `battle_file` column naming the file each came from.
     """
-    if isinstance(paths, (str, Path)):
-        return read_battle_file(paths)
-    frames = []
-    for path in paths:
-        frame = read_battle_file(path)
-        frames.append(frame.assign(source=str(path)) if "source" not in frame else frame)
-    if not frames:
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    if not paths:
         raise HarnessError("no battle files given")
+    frames = [read_battle_file(path).assign(battle_file=str(path)) for path in paths]
     return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+
+def locate(frame: pd.DataFrame, row: int, source: str = "battles") -> str:
+    """`"<file>: row <n>"` for 0-based `row` of a (possibly concatenated) battle table, 1-based within its file."""
+    if "battle_file" in frame.columns:
+        files = frame["battle_file"].to_numpy()
+        name = files[row]
+        return f"{name}: row {row - int(np.argmax(files == name)) + 1}"
+    return f"{source}: row {row + 1}"
 
 
 def _first_row(mask: np.ndarray) -> int:

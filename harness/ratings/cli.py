@@ -230,7 +230,10 @@ def _caption(board, battles, args: argparse.Namespace) -> str:
     else:
         ci = "no bootstrap (ranks from point ratings)"
     anchor = f"anchor {args.anchor[0]}={args.anchor[1]:g}" if args.anchor else f"mean rating {args.init:g}"
-    style = "; style_* = style-controlled" if args.style else ""
+    style = ""
+    if args.style:
+        coef = ", ".join(f"{k} {v:+.1f}" for k, v in board.attrs.get("style_coefficients", {}).items())
+        style = f"; style_* = style-controlled (rating points per SD of each style covariate: {coef})"
     return f"{head}; Bradley-Terry (ties = half a win), scale {args.scale:g}, base {args.base:g}, {anchor}; {ci}{style}"
 
 

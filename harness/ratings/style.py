@@ -31,7 +31,7 @@ import pandas as pd
 from scipy import sparse
 
 from harness.errors import HarnessError
-from harness.ratings.battles import BattlesLike, aggregate_codes, as_battles, encode
+from harness.ratings.battles import BattlesLike, aggregate_codes, as_battles, encode, locate
 from harness.ratings.intervals import FALLBACK_L2, BootstrapResult, chord_fit, run_chunks, summarise
 from harness.ratings.bt import (
     NotIdentifiableError,
@@ -75,9 +75,13 @@ class StyleFit:
 
 
 def _total(value) -> float:
-    if isinstance(value, Mapping):
-        return float(sum(value.values()))
-    return float("nan") if value is None else float(value)
+    """A count, or the sum of a dict of counts (keys missing in some rows may come back as None: they count 0)."""
+    try:
+        if isinstance(value, Mapping):
+            return float(sum(v for v in value.values() if v is not None))
+        return float("nan") if value is None else float(value)
+    except (TypeError, ValueError):
+        return float("nan")
 
 
 def _raw_element(frame: pd.DataFrame, element: str, source: str) -> tuple[np.ndarray, np.ndarray] | None:
@@ -88,9 +92,9 @@ def _raw_element(frame: pd.DataFrame, element: str, source: str) -> tuple[np.nda
             x = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=float)
             bad = ~np.isfinite(x) | (x < 0)
             if bad.any():
-                row = int(np.flatnonzero(bad)[0]) + 1
+                row = int(np.flatnonzero(bad)[0])
                 raise HarnessError(
-                    f"{source}: row {row}: column {col} is {frame[col].iloc[row - 1]!r}; style control needs a "
+                    f"{locate(frame, row, source)}: column {col} is {frame[col].iloc[row]!r}; style control needs a "
                     "non-negative number in every battle"
                 )
             values.append(x)
@@ -102,7 +106,7 @@ def _raw_element(frame: pd.DataFrame, element: str, source: str) -> tuple[np.nda
             if element == "length":
                 bad = next(k for k, m in enumerate(meta) if not (isinstance(m, Mapping) and key_a in m and key_b in m))
                 raise HarnessError(
-                    f"{source}: row {bad + 1}: column conv_metadata lacks {key_a}/{key_b}; style control needs them "
+                    f"{locate(frame, bad, source)}: column conv_metadata lacks {key_a}/{key_b}; style control needs them "
                     "(or flat len_a, len_b columns) in every battle"
                 )
             return None
@@ -110,8 +114,10 @@ def _raw_element(frame: pd.DataFrame, element: str, source: str) -> tuple[np.nda
         b = np.array([_total(m[key_b]) for m in meta])
         bad = ~np.isfinite(a) | ~np.isfinite(b) | (a < 0) | (b < 0)
         if bad.any():
-            row = int(np.flatnonzero(bad)[0]) + 1
-            raise HarnessError(f"{source}: row {row}: conv_metadata {key_a}/{key_b} must be non-negative numbers")
+            row = int(np.flatnonzero(bad)[0])
+            raise HarnessError(
+                f"{locate(frame, row, source)}: conv_metadata {key_a}/{key_b} must be non-negative numbers"
+            )
         return a, b
     return None
 
@@ -127,6 +133,8 @@ def style_features(battles: BattlesLike, source: str = "battles") -> pd.DataFram
         One column per available style element (`length` always), one row per battle.
     """
     frame = as_battles(battles)
+    if "battle_file" in frame.columns:
+        source = ", ".join(map(str, frame["battle_file"].unique()))
     out = {}
     for element in FLAT_COLUMNS:
         raw = _raw_element(frame, element, source)
