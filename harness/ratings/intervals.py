@@ -2,7 +2,8 @@
 
 Resampling: every battle gets an independent Poisson(1) weight (the Poisson bootstrap), which on aggregated counts
 means each unique (pair, outcome) count `c` is redrawn as Poisson(c) — exact, and cheap because it works on the
-unique outcomes rather than the battles. The multinomial bootstrap (Chatbot Arena's) fixes the total at the observed
+unique outcomes rather than the battles (counts shared by many cells are drawn by guide-table inversion, see
+`_Resampler`). The multinomial bootstrap (Chatbot Arena's) fixes the total at the observed
 number of battles; the Poisson one lets it vary by about ±√n. Bradley-Terry ratings do not change when all counts are
 scaled together, so the two give the same intervals up to O(1/n).
 
@@ -58,6 +59,8 @@ class BootstrapResult:
         rounds, seed: how the intervals were made.
         method: always "percentile".
         fallback_rounds: rounds that needed the weak L2 penalty (see module docstring).
+        coefficients: style coefficients (rating points per SD) for style-controlled results, else None.
+        meta: how the rounds were drawn and the rating scale.
     """
 
     ratings: pd.Series
@@ -225,7 +228,7 @@ def chord_fit(
 
 def run_chunks(run, sizes: list[int], threads: int | None) -> list:
     """Run `run(k)` for every chunk `k`, on up to `threads` threads (numpy releases the GIL in the heavy parts)."""
-    workers = threads or min(2, os.cpu_count() or 1)
+    workers = threads or min(4, os.cpu_count() or 1)
     if workers > 1 and len(sizes) > 1:
         with ThreadPoolExecutor(workers) as pool:
             return list(pool.map(run, range(len(sizes))))
@@ -250,7 +253,7 @@ def bootstrap_counts(
         seed: seed for the resampling.
         l2: L2 penalty (as in `fit_counts`).
         tol: each round stops when its Newton step is below this (natural units; 1e-6 ≈ 0.0002 Elo points).
-        threads: worker threads for the refits (default: up to 2); the result does not depend on it.
+        threads: worker threads for the refits (default: the CPU count, at most 4); the result does not depend on it.
         theta0: the full-data fit if already computed.
 
     Returns:
