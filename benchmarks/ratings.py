@@ -164,8 +164,8 @@ def main() -> None:
     df = simulate_battles(true, args.battles, seed=args.seed, tie_rate=0.3)
     counts = aggregate(df)
     print(f"simulated {len(df):,} battles among {args.models} models ({(df['winner'] == 'tie').mean():.1%} ties, "
-          f"{len(counts.i):,} pairs); {os.cpu_count()} CPUs; medians of {args.repeats} runs "
-          f"({args.boot_repeats} for bootstraps)\n")
+          f"{len(counts.i):,} pairs); {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the start; "
+          f"medians of {args.repeats} runs ({args.boot_repeats} for bootstraps)\n")
 
     # ---- ours and the baseline first: the baseline's process pool must fork before any JAX import
     t_ours, ours = timed(lambda: fit_bt(df), args.repeats)
@@ -206,7 +206,7 @@ def main() -> None:
     print(f"  ours: median CI width {width.median():.1f} Elo (min {width.min():.1f}, max {width.max():.1f}); "
           f"{boot.fallback_rounds} fallback rounds")
 
-    print("\nTargets (this machine):")
+    print(f"\nTargets (this machine; load average {os.getloadavg()[0]:.1f} at the end — other jobs share the CPUs):")
     print(f"  fit speed-up over the baseline: {t_base / t_ours:.1f}× end to end (target ≥ 20×), "
           f"{t_base_solver / t_solver:.0f}× solver only")
     print(f"  largest rating difference from the baseline: {max_gap(ours, base):.4f} Elo (target ≤ 0.5)")

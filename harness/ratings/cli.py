@@ -196,7 +196,7 @@ def _rate(args: argparse.Namespace) -> int:
         print(f"harness: warning: {w.message}", file=sys.stderr)
     caption = _caption(board, battles, args)
     digits = {"win_rate": 3, "avg_win_prob": 3}
-    text = render_board(board, args.format, digits)
+    text = _render(board, args.format, digits)
     if args.format in ("table", "markdown"):
         text = caption + "\n\n" + text
     else:
@@ -215,7 +215,7 @@ def _rate(args: argparse.Namespace) -> int:
     return 0
 
 
-def render_board(board, fmt: str, digits) -> str:
+def _render(board, fmt: str, digits) -> str:
     from harness.ratings.report import render
 
     return render(board, fmt, digits=digits)
@@ -303,7 +303,7 @@ def _winrate(args: argparse.Namespace) -> int:
         print(f"harness: warning: {w.message}", file=sys.stderr)
     caption = (f"AlpacaEval metrics against {', '.join(sorted(set(table['baseline'])))} (percent); "
                f"LC difficulty: {table.attrs['difficulty']}")
-    text = render_board(table, args.format, {"standard_error": 2, "win_rate": 2, "discrete_win_rate": 2,
+    text = _render(table, args.format, {"standard_error": 2, "win_rate": 2, "discrete_win_rate": 2,
                                              "length_controlled_winrate": 2})
     if args.format in ("table", "markdown"):
         text = caption + "\n\n" + text
