@@ -1,0 +1,51 @@
+"""Nightly regression checks with paired per-item statistics, their reports, and the static dashboard.
+
+Public surface (heavy imports — lm-eval, torch, pandas, MLflow — happen on first use):
+
+- `run_nightly(candidate, baseline, cfg, promote=)` → `NightlyResult` (`.verdict`, `.exit_code`, `.comparisons`)
+- `NightlyConfig`, `load_nightly_config(path, overrides)`
+- `markdown(result)`, `html_page(result)`: the nightly report
+- `build_dashboard(experiment, out_dir, results_dir=)`: ``DIR/index.html`` from the MLflow store
+- statistics: `compare_suite`, `overall_verdict`, `PairedScores`, `Comparison`, `align_items`, `adjust_p_values`
+
+Modules, in data-flow order: `config`, `sides` (what --candidate and --baseline name), `records` (eval runs read
+back from MLflow, like-with-like checks, pairing), `stats`, `history` (trends), `run` (the nightly and its MLflow
+record), `html` (page template and escaping), `report`, `dashboard`, `cli` (``harness nightly``,
+``harness dashboard``).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+# name → module; imported on first use (PEP 562) so that `harness --help` loads no heavy library.
+_API = {
+    "NightlyConfig": "config",
+    "load_nightly_config": "config",
+    "NightlyResult": "run",
+    "run_nightly": "run",
+    "markdown": "report",
+    "html_page": "report",
+    "build_dashboard": "dashboard",
+    "Comparison": "stats",
+    "PairedScores": "stats",
+    "adjust_p_values": "stats",
+    "align_items": "stats",
+    "compare_suite": "stats",
+    "overall_verdict": "stats",
+}
+
+
+def __getattr__(name: str):
+    if name in _API:
+        value = getattr(importlib.import_module(f"harness.nightly.{_API[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'harness.nightly' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+__all__ = sorted(_API)

@@ -1,0 +1,315 @@
+"""``harness dashboard``: a static HTML dashboard of one MLflow experiment, built from the MLflow store alone.
+
+``DIR/index.html`` (no scripts) with figures in ``DIR/img/``:
+
+- leaderboard per suite: the latest eval run of every checkpoint (by content hash), overall and per-skill scores
+  with 95% CIs (each run's ``skills.csv``), best first; one comparison plot per skill;
+- stage progression base → SFT → DPO → RLVR: the latest pipeline run's eval runs by ``harness.stage``;
+- ratings: the latest arena run's leaderboard with CIs and win-probability heatmap (``arena/*.csv``);
+- cost per stage: the latest pipeline run's train runs (``cost/usd``, ``cost/seconds``, ``cost/tokens``);
+- nightlies: verdicts of the latest nightly runs;
+- sample generations: the first items of every task, each leaderboard checkpoint's answer side by side.
+
+Every model name and generation is escaped (`harness.nightly.html`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from harness.errors import HarnessError
+from harness.nightly import html as h
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+STAGES = ["base", "sft", "dpo", "rlvr"]
+MAX_CHECKPOINTS = 30  # leaderboard rows per suite
+MAX_SAMPLED = 6  # checkpoints whose generations are shown side by side
+MAX_NIGHTLIES = 20
+
+
+def _runs(results_dir, experiment: str) -> "pd.DataFrame":
+    from harness.tracking import store
+
+    names = store.experiment_names(results_dir)
+    if experiment not in names:
+        raise HarnessError(f"no experiment {experiment!r} in {store.tracking_uri(results_dir)}; experiments: "
+                           f"{', '.join(names) or 'none'}")
+    runs = store.search_runs(store.tracking_uri(results_dir), experiment, "attributes.status = 'FINISHED'",
+                             ["attributes.start_time DESC"])
+    if not len(runs):
+        raise HarnessError(f"experiment {experiment!r} has no finished runs to show")
+    return runs
+
+
+def _kind(runs: "pd.DataFrame", kind: str) -> "pd.DataFrame":
+    if "tags.harness.kind" not in runs:
+        return runs.iloc[0:0]
+    return runs[runs["tags.harness.kind"] == kind]
+
+
+def _tag(row, name: str, default: str = "") -> str:
+    value = row.get(f"tags.{name}")
+    return default if value is None or (isinstance(value, float) and value != value) else str(value)
+
+
+def _checkpoint_label(row) -> str:
+    return _tag(row, "harness.stage") or os.path.basename(_tag(row, "harness.model").rstrip("/")) or row["run_id"][:8]
+
+
+def _leaderboard(evals: "pd.DataFrame", results_dir) -> "pd.DataFrame":
+    """One row per checkpoint (latest eval run per model hash): scores with CIs per skill, best overall first."""
+    import pandas as pd
+
+    from harness.tracking import store
+
+    evals = evals.assign(_hash=[_tag(r, "harness.model_hash") or r["run_id"] for _, r in evals.iterrows()])
+    latest = evals.drop_duplicates("_hash").head(MAX_CHECKPOINTS)  # runs come newest first
+    rows = []
+    for _, run in latest.iterrows():
+        skills = store.load_table(run["run_id"], "skills.csv", results_dir)
+        row = {"checkpoint": _checkpoint_label(run), "model": _tag(run, "harness.model"),
+               "model_hash": run["_hash"], "run_id": run["run_id"], "evaluated": run["start_time"]}
+        for s in skills.itertuples():
+            row.update({s.skill: s.value, f"{s.skill} ci_low": s.ci_low, f"{s.skill} ci_high": s.ci_high})
+        rows.append(row)
+    board = pd.DataFrame(rows)
+    duplicated = board["checkpoint"].duplicated(keep=False)
+    board.loc[duplicated, "checkpoint"] = board.loc[duplicated, "checkpoint"] + "@" + board.loc[duplicated,
+                                                                                                "model_hash"].str[:6]
+    if "overall" in board:
+        board = board.sort_values("overall", ascending=False, na_position="last")
+    board.insert(0, "rank", range(1, len(board) + 1))
+    return board.reset_index(drop=True)
+
+
+def _skills_of(board: "pd.DataFrame") -> list[str]:
+    return [c for c in board.columns if f"{c} ci_low" in board.columns]
+
+
+def _leaderboard_section(suite: str, board: "pd.DataFrame", out: Path) -> h.Raw:
+    from harness.plots.dashboard import skill_comparison_figure
+
+    skills = _skills_of(board)
+    shown = board.assign(**{f"{s} [95% CI]": [f"{h.number(v)} {h.interval(lo, hi)}" for v, lo, hi in
+                                               zip(board[s], board[f"{s} ci_low"], board[f"{s} ci_high"])]
+                            for s in skills})
+    columns = {"rank": "rank", "checkpoint": "checkpoint", **{f"{s} [95% CI]": s for s in
+                                                               ["overall", *[s for s in skills if s != "overall"]]
+                                                               if s in skills},
+               "model": "model", "evaluated": "evaluated", "run_id": "eval run"}
+    table = h.table(shown, columns, formats={"evaluated": lambda t: t.strftime("%Y-%m-%d %H:%M")},
+                    numeric=[c for c in columns if c.endswith("[95% CI]")])
+    figures = [h.saved(skill_comparison_figure(board, skill), out, f"{suite}-skill-{skill}", f"{suite}: {skill}")
+               for skill in skills]
+    return h.section(f"leaderboard-{suite}", f"Leaderboard: suite {suite}",
+                     h.tag("p", "latest eval run of each checkpoint (by content hash); 95% CIs from lm-eval's "
+                                "standard errors", class_="note"),
+                     table, h.tag("h3", "Per-skill comparison"), h.tag("div", h.join(figures), class_="figures"))
+
+
+def _latest_pipeline(runs: "pd.DataFrame") -> "pd.Series | None":
+    pipelines = _kind(runs, "pipeline")
+    return None if pipelines.empty else pipelines.iloc[0]
+
+
+def _children(runs: "pd.DataFrame", parent: str, kind: str) -> "pd.DataFrame":
+    rows = _kind(runs, kind)
+    if "tags.mlflow.parentRunId" not in rows:
+        return rows.iloc[0:0]
+    return rows[rows["tags.mlflow.parentRunId"] == parent]
+
+
+def _progression_section(runs: "pd.DataFrame", pipeline, results_dir, out: Path) -> h.Raw | None:
+    import pandas as pd
+
+    from harness.plots.dashboard import stage_progression_figure
+    from harness.tracking import store
+
+    evals = _children(runs, pipeline["run_id"], "eval")
+    frames = []
+    for stage in STAGES:
+        rows = evals[evals["tags.harness.stage"] == stage] if "tags.harness.stage" in evals else evals.iloc[0:0]
+        if len(rows):
+            frames.append(store.load_table(rows.iloc[0]["run_id"], "skills.csv", results_dir).assign(stage=stage))
+    if not frames:
+        return None
+    long = pd.concat(frames, ignore_index=True)
+    stages = list(dict.fromkeys(long["stage"]))
+    skills = list(dict.fromkeys(long["skill"]))
+    cells = long.assign(cell=[f"{h.number(v)} {h.interval(lo, hi)}" for v, lo, hi in
+                              zip(long["value"], long["ci_low"], long["ci_high"])])
+    table = cells.pivot(index="stage", columns="skill", values="cell").reindex(index=stages, columns=skills)
+    table = table.reset_index()
+    return h.section("progression", "Stage progression", h.tag("p", f"pipeline run {pipeline['run_id']} "
+                                                                    f"({_tag(pipeline, 'mlflow.runName')})",
+                                                               class_="note"),
+                     h.table(table, numeric=skills),
+                     h.tag("div", h.saved(stage_progression_figure(long, stages), out, "stage-progression",
+                                          "skill scores by stage, 95% CIs"), class_="figures"))
+
+
+def _arena_section(runs: "pd.DataFrame", results_dir, out: Path) -> h.Raw | None:
+    from harness.ratings.plots import plot_ratings, plot_win_matrix
+    from harness.tracking import store
+
+    arenas = _kind(runs, "arena")
+    for _, run in arenas.iterrows():
+        try:
+            board = store.load_table(run["run_id"], "arena/leaderboard.csv", results_dir)
+            win_prob = store.load_table(run["run_id"], "arena/win_prob.csv", results_dir).set_index("model")
+        except HarnessError:
+            continue  # an arena without ratings (every judgement failed): try the one before
+        board.attrs["level"] = 0.95
+        shown = board.assign(ci=[h.interval(lo, hi, 0) for lo, hi in zip(board["ci_low"], board["ci_high"])])
+        columns = {"rank": "rank", "model": "model", "rating": "rating", "ci": "95% CI", "battles": "battles",
+                   "win_rate": "win rate"}
+        for col, name in (("win_rate_vs_baseline", "win rate vs baseline"), ("p_win_vs_baseline",
+                                                                                 "P(win) vs baseline")):
+            if col in shown:
+                columns[col] = name
+        table = h.table(shown, columns, formats={"rating": lambda v: h.number(v, 0)},
+                        numeric=[c for c in columns if c not in ("model",)])
+        figures = [h.saved(plot_ratings(board, title="Arena ratings"), out, "arena-ratings",
+                           "Bradley-Terry ratings (Elo scale) with 95% bootstrap CIs"),
+                   h.saved(plot_win_matrix(win_prob), out, "arena-win-prob",
+                           "predicted win probability, row model over column model")]
+        note = f"arena run {run['run_id']}, judge {_tag(run, 'harness.judge')}"
+        return h.section("ratings", "Arena ratings", h.tag("p", note, class_="note"), table,
+                         h.tag("div", h.join(figures), class_="figures"))
+    return None
+
+
+def _cost_section(runs: "pd.DataFrame", pipeline, out: Path) -> h.Raw | None:
+    import pandas as pd
+
+    from harness.plots.dashboard import cost_figure
+
+    train = _children(runs, pipeline["run_id"], "train")
+    if train.empty or "metrics.cost/usd" not in train:
+        return None
+    rows = []
+    for stage in STAGES:
+        pick = train[train["tags.harness.stage"] == stage]
+        if len(pick):
+            r = pick.iloc[0]
+            rows.append({"stage": stage, "usd": r["metrics.cost/usd"], "seconds": r["metrics.cost/seconds"],
+                         "tokens": r.get("metrics.cost/tokens"), "flops": r.get("metrics.cost/flops")})
+    if not rows:
+        return None
+    costs = pd.DataFrame(rows)
+    table = h.table(costs, {"stage": "stage", "usd": "USD", "seconds": "seconds", "tokens": "tokens",
+                            "flops": "FLOPs"},
+                    formats={"usd": lambda v: h.number(v, 5), "seconds": lambda v: h.number(v, 1),
+                             "tokens": lambda v: h.number(v, 0), "flops": lambda v: f"{v:.3g}"},
+                    numeric=["usd", "seconds", "tokens", "flops"])
+    return h.section("cost", "Cost per stage", table,
+                     h.tag("div", h.saved(cost_figure(costs), out, "cost-per-stage", "cost and wall time per "
+                                                                                     "training stage"),
+                           class_="figures"))
+
+
+def _nightly_section(runs: "pd.DataFrame") -> h.Raw | None:
+    nightlies = _kind(runs, "nightly").head(MAX_NIGHTLIES)
+    if nightlies.empty:
+        return None
+    rows = [{"started": r["start_time"].strftime("%Y-%m-%d %H:%M"), "suite": _tag(r, "harness.suite"),
+             "version": _tag(r, "harness.suite_version"), "candidate": _tag(r, "harness.candidate"),
+             "baseline": _tag(r, "harness.baseline"), "verdict": _tag(r, "harness.verdict", "unfinished"),
+             "regressed tasks": _tag(r, "harness.regressions"), "run": r["run_id"]} for _, r in nightlies.iterrows()]
+    import pandas as pd
+
+    frame = pd.DataFrame(rows)
+    table = h.table(frame, formats={"verdict": lambda v: h.tag("span", v, class_=f"verdict {v}")},
+                    text=["candidate", "baseline"])
+    return h.section("nightlies", "Nightlies", h.tag("p", "each nightly's report is the artifact "
+                                                          "nightly/report.html of its run", class_="note"), table)
+
+
+def _samples_section(suite: str, board: "pd.DataFrame", results_dir, per_task: int) -> h.Raw | None:
+    import pandas as pd
+
+    from harness.tracking import store
+
+    if per_task <= 0:
+        return None
+    picked = board.head(MAX_SAMPLED)
+    parts = []
+    tasks: dict[str, pd.DataFrame] = {}
+    for _, row in picked.iterrows():
+        lm_eval = store.load_json(row["run_id"], "lm_eval_results.json", results_dir)
+        for task in lm_eval.get("n-samples") or {}:
+            table = store.load_table(row["run_id"], f"samples/{task}.jsonl", results_dir).head(per_task)
+            table["item_id"] = table["item_id"].astype(str)
+            answers = table[["item_id", "response"]].rename(columns={"response": row["checkpoint"]})
+            if task not in tasks:
+                tasks[task] = table[["item_id", "prompt", "target"]]
+            tasks[task] = tasks[task].merge(answers, on="item_id", how="left")
+    for task, frame in tasks.items():
+        parts += [h.tag("h3", task), h.table(frame, text=list(frame.columns))]
+    if not parts:
+        return None
+    return h.section(f"samples-{suite}", f"Sample generations: suite {suite}",
+                     h.tag("p", f"the first {per_task} items of each task; answers of the top "
+                                f"{len(picked)} checkpoints", class_="note"), *parts)
+
+
+def build_dashboard(experiment: str, out_dir: str | os.PathLike, *, results_dir: str | os.PathLike = "results",
+                    samples: int = 3) -> Path:
+    """Write ``<out_dir>/index.html`` (and ``img/``) for one MLflow experiment (see the module docstring).
+
+    Args:
+        experiment: the MLflow experiment.
+        out_dir: output folder; its ``img/`` is replaced.
+        results_dir: results folder of the default sqlite store (``MLFLOW_TRACKING_URI`` wins).
+        samples: sample generations shown per task (0: none).
+
+    Returns:
+        The path of ``index.html``.
+
+    Raises:
+        HarnessError: no such experiment, or nothing in it to show.
+    """
+    from harness.tracking import store
+
+    out = Path(out_dir).resolve()
+    runs = _runs(results_dir, experiment)
+    shutil.rmtree(out / "img", ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+    body, nav = [], {}
+    evals = _kind(runs, "eval")
+    boards = {}
+    for suite in dict.fromkeys(evals["tags.harness.suite"]) if len(evals) else []:
+        boards[suite] = _leaderboard(evals[evals["tags.harness.suite"] == suite], results_dir)
+        body.append(_leaderboard_section(suite, boards[suite], out))
+        nav[f"leaderboard-{suite}"] = f"Leaderboard {suite}"
+    pipeline = _latest_pipeline(runs)
+    sections = [("progression", "Stages", lambda: _progression_section(runs, pipeline, results_dir, out)
+                 if pipeline is not None else None),
+                ("ratings", "Ratings", lambda: _arena_section(runs, results_dir, out)),
+                ("cost", "Cost", lambda: _cost_section(runs, pipeline, out) if pipeline is not None else None),
+                ("nightlies", "Nightlies", lambda: _nightly_section(runs))]
+    for anchor, name, build in sections:
+        part = build()
+        if part is not None:
+            body.append(part)
+            nav[anchor] = name
+    for suite, board in boards.items():
+        part = _samples_section(suite, board, results_dir, samples)
+        if part is not None:
+            body.append(part)
+            nav[f"samples-{suite}"] = f"Samples {suite}"
+    if not body:
+        raise HarnessError(f"experiment {experiment!r} has no eval, arena, pipeline or nightly runs to show")
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    uri = store.tracking_uri(results_dir)
+    index = out / "index.html"
+    index.write_text(h.page(f"harness: {experiment}", body, nav=nav,
+                            subtitle=f"{len(runs)} finished runs in MLflow experiment {experiment!r}",
+                            footer=f"built {now} from {uri}; open the runs with: mlflow ui --backend-store-uri {uri}"))
+    return index

@@ -1,0 +1,147 @@
+"""The two sides of a nightly: what ``--candidate`` and ``--baseline`` name, resolved before any model work.
+
+A side is one of:
+
+- a model folder, a hub id (``org/name``) or an MLflow URI (``models:/name/3``, ``models:/name@alias``,
+  ``runs:/<id>/checkpoint``): it is evaluated (the eval cache makes an unchanged checkpoint cheap);
+- a bare word, an alias of the registered model (``champion`` → ``models:/harness-embedded@champion``);
+- ``last-pass`` (baseline only): the candidate of the latest passing nightly of the same suite, whose per-item
+  scores are read back from that nightly's eval run instead of evaluating again.
+
+Anything else is a `HarnessError` naming the spec and what it could have been.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import HarnessError
+from harness.nightly.config import LAST_PASS
+
+_URI_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/")
+
+
+@dataclass
+class Side:
+    """A resolved candidate or baseline."""
+
+    spec: str  # as the user gave it
+    model: str  # what is evaluated: a folder, hub id or MLflow URI
+    label: str  # short display name
+    registered: tuple[str, str] | None = None  # (registered model, version) when known
+    eval_run: str | None = None  # an eval run holding its per-item scores (last-pass), else set after evaluation
+    nightly_run: str | None = None  # the nightly it was taken from (last-pass)
+    suite_version: str | None = None  # the suite version of that nightly (last-pass)
+
+
+def _registered_version(uri: str, results_dir) -> tuple[str, str]:
+    from harness.tracking import store
+
+    rest = uri[len("models:/"):]
+    if "@" in rest:
+        name, alias = rest.split("@", 1)
+        aliases = store.model_aliases(name, results_dir)
+        if alias not in aliases:
+            known = ", ".join(sorted(aliases)) or "none"
+            raise HarnessError(f"model {uri!r} not found: registered model {name!r} has no alias {alias!r} "
+                               f"(aliases: {known}) in {store.tracking_uri(results_dir)}")
+        return name, aliases[alias]
+    name, _, version = rest.rpartition("/")
+    if version not in {v["version"] for v in store.model_versions(name, results_dir)}:
+        raise HarnessError(f"model {uri!r} not found: registered model {name!r} has no version {version!r} in "
+                           f"{store.tracking_uri(results_dir)}")
+    return name, version
+
+
+def _last_pass(suite: str, version: str | None, experiment: str, results_dir) -> Side:
+    """The latest passing nightly of the suite at `version`; else the latest of any version (which then cannot be
+    compared, and the nightly says why)."""
+    from harness.tracking import store
+
+    uri = store.tracking_uri(results_dir)
+    found = store.search_runs(uri, experiment, f"tags.`harness.kind` = 'nightly' and tags.`harness.suite` = "
+                              f"'{suite}' and tags.`harness.verdict` = 'pass'", ["attributes.start_time DESC"])
+    if not len(found):
+        raise HarnessError(f"no passing nightly of suite {suite!r} in experiment {experiment!r} of {uri}, so "
+                           f"there is no '{LAST_PASS}' baseline; give --baseline an alias (champion), a model "
+                           "folder or a models:/ URI")
+    same = found[found["tags.harness.suite_version"] == version]
+    row = (same if len(same) else found).iloc[0]
+    when = row["start_time"].strftime("%Y-%m-%d %H:%M")
+    return Side(spec=LAST_PASS, model=row["tags.harness.candidate"], label=f"last pass ({when})",
+                eval_run=row["tags.harness.candidate_eval_run"], nightly_run=row["run_id"],
+                suite_version=row["tags.harness.suite_version"])
+
+
+def resolve(spec: str, *, role: str, registered_model: str, suite: str, experiment: str,
+            results_dir: str | os.PathLike, suite_version: str | None = None) -> Side:
+    """Resolve a candidate or baseline spec (see the module docstring) without loading a model.
+
+    Args:
+        spec: the spec as given.
+        role: ``candidate`` or ``baseline`` (only a baseline may be ``last-pass``).
+        registered_model: the registered model whose aliases bare words name.
+        suite: the suite name (for ``last-pass``).
+        suite_version: the suite's version now (``last-pass`` prefers a nightly of the same version).
+        experiment: the MLflow experiment searched for nightlies.
+        results_dir: results folder of the store.
+
+    Returns:
+        The `Side`.
+
+    Raises:
+        HarnessError: the spec names nothing in the store or on disk.
+    """
+    from harness.models import load
+    from harness.tracking import store
+
+    if spec == LAST_PASS:
+        if role != "baseline":
+            raise HarnessError(f"--{role} {LAST_PASS}: only the baseline can be the last passing nightly")
+        return _last_pass(suite, suite_version, experiment, results_dir)
+    if spec.startswith("models:/"):
+        name, version = _registered_version(spec, results_dir)
+        return Side(spec, spec, spec[len("models:/"):], registered=(name, version))
+    if spec.startswith(_URI_SCHEMES):
+        return Side(spec, spec, spec)
+    if Path(spec).expanduser().exists() or "/" in spec or spec.startswith((".", "~")):
+        try:
+            model = load.resolve(spec)  # a folder must hold a model; a hub id passes as it is
+        except HarnessError as err:
+            raise HarnessError(f"{role} {err}") from None
+        return Side(spec, model, Path(spec.rstrip("/")).name or spec)
+    aliases = store.model_aliases(registered_model, results_dir)
+    if spec in aliases:
+        uri = f"models:/{registered_model}@{spec}"
+        return Side(spec, uri, f"{spec} (v{aliases[spec]})", registered=(registered_model, aliases[spec]))
+    known = ", ".join(sorted(aliases)) or "none"
+    raise HarnessError(f"{role} {spec!r} not found: not an alias of registered model {registered_model!r} "
+                       f"(aliases: {known}), nor a model folder, a hub id (org/name), a models:/ URI or "
+                       f"'{LAST_PASS}'")
+
+
+def promotion_version(side: Side, registered_model: str, results_dir: str | os.PathLike) -> str:
+    """The version of `registered_model` that ``--promote`` points the alias at: the candidate's own version, or
+    the version the pipeline registered from the candidate's checkpoint folder.
+
+    Raises:
+        HarnessError: the candidate is not a version of `registered_model`.
+    """
+    from harness.tracking import store
+
+    if side.registered:
+        name, version = side.registered
+        if name == registered_model:
+            return version
+    elif Path(side.model).is_dir():
+        folder = str(Path(side.model).resolve())
+        for v in store.model_versions(registered_model, results_dir):
+            run = store.find_run(v["run_id"], results_dir) if v["run_id"] else None
+            checkpoint = (run or {}).get("tags", {}).get("harness.checkpoint")
+            if checkpoint and str(Path(checkpoint).resolve()) == folder:
+                return v["version"]
+    raise HarnessError(f"--promote: candidate {side.spec!r} is not a version of registered model "
+                       f"{registered_model!r}; give it as models:/{registered_model}/<version> (or a checkpoint "
+                       "folder the pipeline registered)")
