@@ -271,7 +271,7 @@ def _bootstrap_counts(
     theta0: np.ndarray | None,
 ) -> tuple[np.ndarray, np.ndarray, int, list[str]]:
     """`bootstrap_counts` without the BLAS thread limit."""
-    m, p = len(counts.models), len(counts.i)
+    m = len(counts.models)
     if theta0 is None:
         theta0 = fit_counts(counts, l2=l2)
     h = _regularised(hessian(theta0, counts.i, counts.j, counts.score_i, counts.n, n_models=m, l2=l2), m, l2)
