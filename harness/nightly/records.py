@@ -135,7 +135,10 @@ def incomparable(candidate: EvalRecord, baseline: EvalRecord) -> list[str]:
         reasons.append(f"tasks scored only for the candidate: {', '.join(only_c)}")
     if only_b:
         reasons.append(f"tasks scored only for the baseline: {', '.join(only_b)}")
+    one_sided = set(only_c) | set(only_b)
     for key in sorted(set(candidate.settings) | set(baseline.settings)):
+        if key.startswith("task.") and key[len("task."):].rpartition(".")[0] in one_sided:
+            continue  # already named as a task only one side scored
         a, b = candidate.settings.get(key, "(none)"), baseline.settings.get(key, "(none)")
         if a != b:
             reasons.append(f"{_describe(key)}: {a} (candidate) vs {b} (baseline)")

@@ -77,7 +77,7 @@ def markdown(result: "NightlyResult") -> str:
              f"- suite: {result.suite}, version {result.suite_version}",
              f"- MLflow run: {result.run_id}"]
     if result.promoted:
-        lines.append(f"- promoted: the alias now points at version {result.promoted}")
+        lines.append(f"- promoted: {result.promoted}")
     if result.reasons:
         lines += ["", "## Cannot compare", ""] + [f"- {r}" for r in result.reasons]
     if result.comparisons:
@@ -121,7 +121,7 @@ def html_page(result: "NightlyResult") -> str:
         h.tag("li", f"candidate: {cand.model}" + (f" (eval run {cand.eval_run})" if cand.eval_run else "")),
         h.tag("li", f"baseline: {base.model} ({base.label})" + (f" (eval run {base.eval_run})" if base.eval_run else "")),
         h.tag("li", f"suite {result.suite}, version {result.suite_version}; MLflow run {result.run_id}"),
-        *([h.tag("li", f"promoted: the alias now points at version {result.promoted}")] if result.promoted else []),
+        *([h.tag("li", f"promoted: {result.promoted}")] if result.promoted else []),
     ]))
     verdict = h.tag("p", h.join([h.tag("span", TITLES[result.verdict], class_=f"verdict {result.verdict}"),
                                   h.tag("strong", " " + _headline(result))]))

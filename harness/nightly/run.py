@@ -71,7 +71,7 @@ class NightlyResult:
     correction: str = "holm"
     alpha: float = 0.05
     run_id: str | None = None
-    promoted: str | None = None  # the version the alias now points at
+    promoted: str | None = None  # "models:/<name>@<alias> → version <v>" after --promote on a pass
 
     @property
     def exit_code(self) -> int:
@@ -148,10 +148,11 @@ def run_nightly(candidate: str, baseline: str | None, cfg: NightlyConfig, *, pro
             if cfg.arena.enabled:
                 result.arena = _arena(cand, base, cfg, run, results, out)
         result.trend = history.trend(result, results_dir=results, experiment=cfg.experiment, last=cfg.history)
+        _log_results(run, result, cfg)
         if promote_to and result.verdict == "pass":
             store.set_alias(run.uri, cfg.registered_model, cfg.alias, promote_to)
-            result.promoted = promote_to
-        _record(run, result, cfg)
+            result.promoted = f"models:/{cfg.registered_model}@{cfg.alias} → version {promote_to}"
+        _log_report_and_verdict(run, result)
     return result
 
 
@@ -200,19 +201,29 @@ def _arena(cand: sides.Side, base: sides.Side, cfg: NightlyConfig, run: "Run", r
                         run_id=arena.run_id)
 
 
-def _record(run: "Run", result: NightlyResult, cfg: NightlyConfig) -> None:
-    """Params, metrics, report and verdict tag of the nightly run (the verdict last: a run that died has none)."""
-    import pandas as pd
+def _params(result: NightlyResult, cfg: NightlyConfig) -> dict[str, str]:
+    """The sides and the suite as the eval runs name them; the nightly settings under ``nightly.``; ``eval.*`` and
+    ``arena.*`` as the pipeline run names them."""
+    import json
 
-    from harness.nightly import report
     from harness.tracking import store
 
-    cand, base = result.candidate, result.baseline
-    run.log_params({
-        "candidate": cand.model, "baseline": base.model, "candidate_eval_run": cand.eval_run,
-        "baseline_eval_run": base.eval_run, "suite_version": result.suite_version,
-        **store.flatten(to_dict(cfg)),
-    })
+    settings = to_dict(cfg)
+    sections = {k: settings.pop(k) for k in ("eval", "arena")}
+    settings["min_effects"] = json.dumps(settings["min_effects"], sort_keys=True)  # keys hold commas
+    return {
+        "candidate": result.candidate.model, "baseline": result.baseline.model, "suite": result.suite,
+        "suite_version": result.suite_version, "candidate_eval_run": result.candidate.eval_run,
+        "baseline_eval_run": result.baseline.eval_run, **store.flatten(settings, "nightly."),
+        **store.flatten(sections),
+    }
+
+
+def _log_results(run: "Run", result: NightlyResult, cfg: NightlyConfig) -> None:
+    """Params, metrics and the comparison table of the nightly run."""
+    import pandas as pd
+
+    run.log_params(_params(result, cfg))
     metrics: dict[str, float] = {
         "nightly/metrics": len(result.comparisons),
         "nightly/regressions": len(result.regressions),
@@ -233,13 +244,20 @@ def _record(run: "Run", result: NightlyResult, cfg: NightlyConfig) -> None:
         run.log_table(table, "nightly/comparisons.csv")
     if result.reasons:
         run.log_text("\n".join(result.reasons) + "\n", "nightly/reasons.txt")
+
+
+def _log_report_and_verdict(run: "Run", result: NightlyResult) -> None:
+    """The report and, last, the verdict tag: a nightly that died before it has none, so it never counts as a pass."""
+    from harness.nightly import report
+
     run.log_text(report.markdown(result) + "\n", "nightly/report.md")
     run.log_text(report.html_page(result), "nightly/report.html")
+    cand, base = result.candidate, result.baseline
     tags = {"harness.candidate_eval_run": cand.eval_run, "harness.baseline_eval_run": base.eval_run,
             "harness.regressions": ",".join(sorted({c.task for c in result.regressions})),
             "harness.verdict": result.verdict}
     if cand.registered:
         tags["harness.candidate_version"] = "/".join(cand.registered)
     if result.promoted:
-        tags["harness.promoted"] = f"{cfg.registered_model}@{cfg.alias}={result.promoted}"
+        tags["harness.promoted"] = result.promoted
     run.set_tags(tags)
