@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -235,3 +236,71 @@ def test_json_helpers_are_stable():
     assert cache.key(material) == cache.key(json.loads(json.dumps(material))) == cache.key({"a": [1, 2], "b": 1})
     assert cache.key(material) != cache.key({"b": 2, "a": [1, 2]})
     assert "0x" not in json.dumps(cache.normalise({"f": lm_tasks.verifier_results}))  # no memory addresses in keys
+
+
+def test_cache_key_follows_the_task_definition_and_its_data(tmp_path):
+    from lm_eval.tasks import TaskManager
+
+    from harness.evals import cache
+
+    folder = tmp_path / "arithmetic"
+    shutil.copytree(SUITES / "tiny" / "arithmetic", folder)
+
+    def material():
+        return cache.task_material(TaskManager(include_path=str(tmp_path), include_defaults=False),
+                                   "tiny_arithmetic_gen")
+
+    first = material()
+    assert first["tiny_arithmetic_gen"]["config"]["metadata"]["version"] == 1.0
+    assert material() == first
+    rows = (folder / "eval.jsonl").read_text().splitlines()
+    (folder / "eval.jsonl").write_text("\n".join(rows[:-1]) + "\n")
+    changed_data = material()
+    assert changed_data != first
+    yaml_file = folder / "arithmetic_gen.yaml"
+    yaml_file.write_text(yaml_file.read_text().replace("version: 1.0", "version: 1.1"))
+    assert material()["tiny_arithmetic_gen"]["config"]["metadata"]["version"] == 1.1
+
+
+def test_group_material_covers_its_members():
+    from harness.evals import cache
+
+    spec = suite.load("tulu3_dev")
+    material = cache.task_material(suite.task_manager(spec), "minerva_math")
+    assert material["minerva_math"]["kind"] == "GROUP"
+    assert {"minerva_math_algebra", "minerva_math_precalc"} <= set(material)
+    assert material["minerva_math_algebra"]["config"]["metadata"]["version"] == 3.1
+
+
+def test_skill_aggregates_golden_case():
+    """Two tasks in one skill: mean 0.6, stderr √(0.1² + 0.2²)/2; overall over two skills the same way."""
+    from harness.evals.result import sample_tables, score_table, skill_table
+    from harness.evals.suite import Entry
+
+    output = {
+        "results": {
+            "a": {"alias": "a", "acc,none": 0.5, "acc_stderr,none": 0.1},
+            "b": {"alias": "b", "em,none": 0.9, "em_stderr,none": 0.0, "acc,none": 0.7, "acc_stderr,none": 0.2},
+            "c": {"alias": "c", "ppl,none": 12.0, "ppl_stderr,none": 1.0, "acc,none": "N/A"},
+        },
+        "n-samples": {"a": {"effective": 10}, "b": {"effective": 20}, "c": {"effective": 5}},
+        "samples": {"a": [{"doc_id": 0, "doc": {"id": "x-1"}, "arguments": [["Q?", " yes"], ["Q?", " no"]],
+                           "resps": [[[-1.0, False]], [[-2.0, False]]], "target": 0, "filter": "none",
+                           "metrics": ["acc"], "acc": 1.0}]},
+    }
+    entries = [Entry("s1", "a"), Entry("s1", "b", metric="acc,none"), Entry("s2", "c")]
+    owners = {"a": entries[0], "b": entries[1], "c": entries[2]}
+    samples = sample_tables(output)
+    assert samples["a"].to_dict("records") == [{"doc_id": 0, "item_id": "x-1", "prompt": "Q?", "target": "0",
+                                                "response": "yes", "acc,none": 1.0}]
+    scores = score_table(output, owners, samples)
+    assert ("c", "acc,none") not in set(zip(scores.task, scores.metric))  # N/A is not a score
+    ppl = scores[scores.metric == "ppl,none"].iloc[0]
+    assert (ppl.ci_low, ppl.ci_high) == pytest.approx((12 - 1.96, 12 + 1.96), abs=1e-3)  # not a proportion
+    skills = skill_table(scores, entries, output, samples).set_index("skill")
+    assert skills.loc["s1", "value"] == pytest.approx(0.6)
+    assert skills.loc["s1", "stderr"] == pytest.approx(math.sqrt(0.1**2 + 0.2**2) / 2)
+    assert (skills.loc["s1", "n"], skills.loc["s1", "tasks"]) == (30, 2)
+    assert skills.loc["s2", "value"] == 12.0
+    assert skills.loc["overall", "value"] == pytest.approx((0.6 + 12.0) / 2)
+    assert skills.loc["overall", "ci_high"] > 1  # a non-proportion in the mix: no clipping

@@ -1,8 +1,9 @@
 """The eval cache: one JSON file per (checkpoint, task, settings) under ``<results>/eval_cache/``.
 
-The key hashes the checkpoint's content hash, the task's name, version and resolved lm-eval config (prompts,
-generation settings, filters, metrics), the suite entry's settings (few-shot, limit, chat template), the backend
-and its arguments, and the lm-eval version. A finished task is written at once (atomically), so re-evaluating an
+The key hashes the checkpoint's content hash; the task's name, and for it and every task under it the YAML config
+from lm-eval's index (``metadata.version``, prompts, generation settings, filters, metrics) and a digest of the
+files beside that YAML (local data, hooks); the suite entry's settings (few-shot, limit, chat template); the
+backend and its arguments; and the lm-eval version. Reading the key needs no task to be built. A finished task is written at once (atomically), so re-evaluating an
 unchanged checkpoint does no model work and an interrupted suite resumes at the first unfinished task.
 """
 
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")  # reprs of functions carry memory addresses: not part of a key
+_TASK_FILES = {".yaml", ".yml", ".py", ".jsonl", ".json", ".txt", ".csv", ".parquet"}
 
 
 def _jsonable(obj: Any) -> Any:
@@ -32,12 +34,52 @@ def normalise(data: Any) -> Any:
     return json.loads(json.dumps(data, default=_jsonable))
 
 
-def task_material(tasks: dict) -> dict[str, Any]:
-    """What identifies lm-eval tasks for the cache: ``{name: {"version", "config"}}`` for every leaf task."""
-    return {
-        name: {"version": task.VERSION, "config": normalise(task.dump_config())}
-        for name, task in sorted(tasks.items())
-    }
+def _folder_digest(folder: Path) -> str:
+    """Hash of the files beside a task's YAML: its data, its hooks (utils.py) and its sibling configs."""
+    h = hashlib.sha256()
+    for path in sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in _TASK_FILES):
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def task_material(task_manager, name: str) -> dict[str, Any]:
+    """What identifies a task, group or tag for the cache, read from lm-eval's task index without building it.
+
+    For the name and every task under it (a group's members, a tag's tasks): its kind, its YAML config as
+    indexed (``metadata.version``, prompts, generation settings, filters, metrics; includes merged) and a digest
+    of the files in its YAML's folder (local data and hooks).
+    """
+    index = task_manager.task_index
+    out: dict[str, Any] = {}
+
+    def visit(item: Any) -> None:
+        if isinstance(item, dict):  # a group's inline task or subgroup config
+            label = str(item.get("task") or item.get("group"))
+            out[f"inline:{label}"] = item
+            children = item.get("task") if "group" in item else None
+            for child in children if isinstance(children, list) else []:
+                visit(child)
+            return
+        entry = index.get(item)
+        if entry is None or item in out:
+            out.setdefault(str(item), None)
+            return
+        out[item] = {
+            "kind": entry.kind.name,
+            "config": entry.cfg,
+            "files": _folder_digest(entry.yaml_path.parent) if entry.yaml_path else None,
+        }
+        if entry.kind.name == "GROUP":
+            members = (entry.cfg or {}).get("task") or []
+            for child in members if isinstance(members, list) else [members]:
+                visit(child)
+        elif entry.kind.name == "TAG":
+            for child in sorted(entry.tags):
+                visit(child)
+
+    visit(name)
+    return normalise(out)
 
 
 def key(material: dict[str, Any]) -> str:
@@ -59,10 +101,15 @@ def load(results_dir: str | os.PathLike, cache_key: str) -> dict | None:
         return None
 
 
-def save(results_dir: str | os.PathLike, cache_key: str, material: dict, output: dict) -> None:
-    """Write one task's lm-eval output; the rename makes it all-or-nothing even if the process dies mid-write."""
+def save(results_dir: str | os.PathLike, cache_key: str, material: dict, output: dict) -> dict:
+    """Write one task's lm-eval output and return it as it reads back (`normalise`d, serialised only once).
+
+    The rename makes the write all-or-nothing even if the process dies mid-write.
+    """
     path = _path(results_dir, cache_key)
     path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(output, default=_jsonable)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps({"key": material, "output": output}, default=_jsonable))
+    tmp.write_text('{"key": ' + json.dumps(normalise(material)) + ', "output": ' + text + "}")
     os.replace(tmp, path)
+    return json.loads(text)

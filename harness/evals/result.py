@@ -219,10 +219,11 @@ def headline(scores: "pd.DataFrame", entry: "Entry", output: dict, samples: dict
 
 
 def _mean_row(skill: str, parts: list[tuple[float, float, int, bool]]) -> list:
-    values = [p[0] for p in parts if math.isfinite(p[0])]
-    if not values:
+    """Mean of ``(value, stderr, n, is_proportion)`` parts; stderr √(Σ se²)/k, as for independent estimates."""
+    parts = [p for p in parts if math.isfinite(p[0])]
+    if not parts:
         return [skill, math.nan, math.nan, math.nan, math.nan, 0, 0]
-    value = sum(values) / len(values)
+    value = sum(p[0] for p in parts) / len(parts)
     stderr = math.sqrt(sum(p[1] ** 2 for p in parts)) / len(parts)
     low, high = ci(value, stderr, all(p[3] for p in parts))
     return [skill, value, stderr, low, high, sum(p[2] for p in parts), len(parts)]

@@ -22,6 +22,7 @@ import logging
 import math
 import os
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -70,6 +71,35 @@ def resolve_model(model: str, cfg: EvalConfig, results_dir: str | os.PathLike) -
     return path, load.content_hash(path)
 
 
+@dataclass
+class _Plan:
+    """One suite entry on its way through the cache: its key, and its output once cached or run."""
+
+    entry: suites.Entry
+    material: dict
+    key: str
+    output: dict | None
+    objs: list | None = None  # lm-eval's task objects, built only when the entry must run
+
+
+def _plan(entry: suites.Entry, tm, cfg: EvalConfig, results_dir, model_hash: str, lm_name: str,
+          lm_args: dict) -> _Plan:
+    import lm_eval
+
+    material = {
+        "model": model_hash,
+        "task": entry.task,
+        "tasks": cache.task_material(tm, entry.task),
+        "settings": entry.settings() | {"limit": entry.limit if entry.limit is not None else cfg.limit},
+        "backend": [lm_name, {k: v for k, v in lm_args.items() if k not in {"pretrained", "model"}}],
+        "batch_size": cfg.batch_size,
+        "bootstrap_iters": cfg.bootstrap_iters,
+        "lm_eval": lm_eval.__version__,
+    }
+    key = cache.key(material)
+    return _Plan(entry, material, key, cache.load(results_dir, key) if cfg.cache else None)
+
+
 def _build(tm, entry: suites.Entry) -> tuple[list, dict]:
     """lm-eval's objects for one suite entry: ``(what to pass to simple_evaluate, {leaf name: Task})``."""
     try:
@@ -80,39 +110,44 @@ def _build(tm, entry: suites.Entry) -> tuple[list, dict]:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise HarnessError(f"task {entry.task!r} could not be loaded: {first}") from None
     tasks = loaded["tasks"]
-    for name, task in tasks.items():
-        if len(task.eval_docs) == 0:
-            raise HarnessError(f"task {name!r} has no items to evaluate (empty data)")
     groups = loaded.get("groups") or {}
     return ([groups[entry.task]] if entry.task in groups else list(tasks.values())), tasks
 
 
 @contextmanager
-def _env_info_once() -> Iterator[None]:
-    """Collect lm-eval's environment report once per suite instead of once per task.
+def _environment_once() -> Iterator[None]:
+    """Collect lm-eval's environment report and git hash once per suite instead of once per task.
 
-    ``simple_evaluate`` ends with ``add_env_info``, which runs ``pip list`` and other probes (about 1.5 s); a
-    suite calls ``simple_evaluate`` once per task so that finished tasks can be cached, and would pay it every
-    time. The report is the same for every task, so the first one is reused.
+    ``simple_evaluate`` ends with ``add_env_info``, which runs ``pip list`` and other probes (about 1.5 s), and
+    ``get_git_commit_hash`` (a git subprocess). A suite calls ``simple_evaluate`` once per task so that finished
+    tasks can be cached, and would pay them every time; the answers do not change within a suite, so the first
+    ones are reused. A future lm-eval without these module attributes is simply left alone.
     """
     from lm_eval import evaluator
 
-    original = getattr(evaluator, "add_env_info", None)
-    if original is None:  # a future lm-eval without this hook: nothing to save
-        yield
-        return
+    originals = {name: getattr(evaluator, name) for name in ("add_env_info", "get_git_commit_hash")
+                 if hasattr(evaluator, name)}
     report: dict[str, Any] = {}
+    git: list = []
 
-    def once(results: dict) -> None:
+    def add_env_info(results: dict) -> None:
         if not report:
-            original(report)
+            originals["add_env_info"](report)
         results.update(report)
 
-    evaluator.add_env_info = once
+    def get_git_commit_hash():
+        if not git:
+            git.append(originals["get_git_commit_hash"]())
+        return git[0]
+
+    replacements = {"add_env_info": add_env_info, "get_git_commit_hash": get_git_commit_hash}
+    for name in originals:
+        setattr(evaluator, name, replacements[name])
     try:
         yield
     finally:
-        evaluator.add_env_info = original
+        for name, original in originals.items():
+            setattr(evaluator, name, original)
 
 
 def _run_entry(lm, objs: list, entry: suites.Entry, cfg: EvalConfig, tm) -> dict:
@@ -130,7 +165,7 @@ def _run_entry(lm, objs: list, entry: suites.Entry, cfg: EvalConfig, tm) -> dict
         task_manager=tm,
         log_samples=True,
     )
-    return cache.normalise({k: out[k] for k in _KEEP if k in out})
+    return {k: out[k] for k in _KEEP if k in out}
 
 
 def _merge(total: dict, part: dict) -> None:
@@ -164,46 +199,33 @@ def evaluate(
     Returns:
         The `SuiteResult`, with the MLflow run id.
     """
-    import lm_eval
-
     logging.getLogger("lm_eval.api.task").addFilter(_QUIET)
     spec = suites.load(suite)
     suites.check_tasks(spec)
     target, model_hash = resolve_model(model, cfg, results_dir)
     lm_name, lm_args = backends.model_arguments(cfg, target, trust_remote_code)
     tm = suites.task_manager(spec)
-    plans = []  # every task is built and checked before any model work, so bad input fails fast
-    for entry in spec.entries:
-        objs, leaves = _build(tm, entry)
-        backends.check_tasks(cfg, entry.task, {t.OUTPUT_TYPE for t in leaves.values()}, entry.apply_chat_template)
-        material = {
-            "model": model_hash,
-            "task": entry.task,
-            "tasks": cache.task_material(leaves),
-            "settings": entry.settings() | {"limit": entry.limit if entry.limit is not None else cfg.limit},
-            "backend": [lm_name, {k: v for k, v in lm_args.items() if k not in {"pretrained", "model"}}],
-            "batch_size": cfg.batch_size,
-            "bootstrap_iters": cfg.bootstrap_iters,
-            "lm_eval": lm_eval.__version__,
-        }
-        plans.append((entry, objs, material))
+    plans = [_plan(entry, tm, cfg, results_dir, model_hash, lm_name, lm_args) for entry in spec.entries]
+    for plan in plans:  # every task to run is built and checked before any model work: bad input fails fast
+        if plan.output is None:
+            plan.objs, leaves = _build(tm, plan.entry)
+            output_types = {t.OUTPUT_TYPE for t in leaves.values()}
+            backends.check_tasks(cfg, plan.entry.task, output_types, plan.entry.apply_chat_template)
 
     output: dict[str, Any] = {}  # lm-eval's output, merged over the suite's tasks
     owners: dict[str, suites.Entry] = {}  # every task or group in the output → the suite entry that ran it
     cached: list[str] = []
     lm = None
-    with _env_info_once():
-        for entry, objs, material in plans:
-            key = cache.key(material)
-            part = cache.load(results_dir, key) if cfg.cache else None
-            if part is None:
+    with _environment_once():
+        for plan in plans:
+            if plan.output is None:
                 lm = lm or backends.create(cfg, target, trust_remote_code)
-                part = _run_entry(lm, objs, entry, cfg, tm)
-                cache.save(results_dir, key, material, part)
+                plan.output = cache.save(results_dir, plan.key, plan.material,
+                                         _run_entry(lm, plan.objs, plan.entry, cfg, tm))
             else:
-                cached.append(entry.task)
-            owners.update({task: entry for task in part.get("results", {})})
-            _merge(output, part)
+                cached.append(plan.entry.task)
+            owners.update({task: plan.entry for task in plan.output.get("results", {})})
+            _merge(output, plan.output)
 
     samples = sample_tables(output)
     scores = score_table(output, owners, samples)
@@ -263,9 +285,11 @@ def _metrics(result: SuiteResult) -> dict[str, float]:
 
 def _record(result: SuiteResult, spec: suites.Suite, cfg: EvalConfig, model_hash: str, lm_name: str, lm_args: dict,
             parent: Run | None, results_dir: str | os.PathLike, experiment: str) -> str:
+    from harness import provenance
     from harness.tracking import store
 
     tags = {
+        **provenance.tags(),  # git commit and dirty flag, package versions, device
         "harness.kind": "eval",
         "harness.model": result.model,
         "harness.model_hash": model_hash,
