@@ -42,7 +42,7 @@ class ModelConfig:
     hidden_size: int = _f(128, "Tiny model: residual width.")
     layers: int = _f(4, "Tiny model: decoder layers.")
     heads: int = _f(4, "Tiny model: attention heads.")
-    vocab_size: int = _f(512, "Tiny model: BPE vocabulary size.")
+    vocab_size: int = _f(320, "Tiny model: BPE vocabulary size (small: nearly character-level, easy to copy).")
     trust_remote_code: bool = _f(False, "Allow code shipped with a loaded checkpoint to run.")
 
 
@@ -50,10 +50,10 @@ class ModelConfig:
 class PretrainConfig:
     enabled: bool = _f(True, "Build and pretrain the tiny base model (off: start from sft.init).")
     corpus_lines: int = _f(40000, "Synthetic corpus lines.")
-    steps: int = _f(600, "Optimizer steps.")
+    steps: int = _f(500, "Optimizer steps (copying appears after ~350 at the defaults).")
     batch_size: int = _f(32, "Rows per step.")
     seq_len: int = _f(64, "Tokens per row.")
-    learning_rate: float = _f(3e-3, "Peak learning rate (cosine decay, 5% warmup).")
+    learning_rate: float = _f(2e-3, "Peak learning rate (cosine decay, 5% warmup).")
     log_every: int = _f(10, "Log the loss every N steps.")
 
 
@@ -61,7 +61,7 @@ class PretrainConfig:
 class SFTConfig:
     enabled: bool = _f(True, "Run supervised finetuning.")
     init: str | None = _f(None, "Checkpoint to start from (HF id, folder or MLflow URI); default: the previous stage.")
-    examples_per_skill: int = _f(1500, "Training conversations per skill (arithmetic, format, knowledge, safe how-to).")
+    examples_per_skill: int = _f(1000, "Training conversations per skill (arithmetic, format, knowledge, safe how-to).")
     epochs: float = _f(2.0, "Passes over the data.")
     batch_size: int = _f(32, "Per-device batch size.")
     learning_rate: float = _f(1e-3, "Learning rate.")
@@ -73,11 +73,11 @@ class DPOConfig:
     enabled: bool = _f(True, "Run direct preference optimisation.")
     init: str | None = _f(None, "Checkpoint to start from; default: the previous stage.")
     pairs: int = _f(1200, "Preference pairs (safety: refuse unsafe, answer safe; plus format pairs).")
-    epochs: float = _f(1.0, "Passes over the pairs.")
+    epochs: float = _f(2.0, "Passes over the pairs.")
     batch_size: int = _f(32, "Per-device batch size.")
     learning_rate: float = _f(5e-4, "Learning rate.")
     beta: float = _f(0.1, "DPO temperature (strength of the KL anchor to the reference).")
-    sft_weight: float = _f(0.2, "Weight of the chosen answers' NLL added to the DPO loss (RPO); 0 for pure DPO.")
+    sft_weight: float = _f(1.0, "Weight of the chosen answers' NLL added to the DPO loss (RPO); 0 for pure DPO.")
     log_every: int = _f(5, "Log every N steps.")
 
 
@@ -85,7 +85,7 @@ class DPOConfig:
 class RLVRConfig:
     enabled: bool = _f(True, "Run GRPO with verifiable rewards.")
     init: str | None = _f(None, "Checkpoint to start from; default: the previous stage.")
-    prompts: int = _f(1024, "Training prompts (arithmetic).")
+    prompts: int = _f(512, "Training prompts (arithmetic).")
     num_generations: int = _f(8, "Completions sampled per prompt (the GRPO group).")
     batch_size: int = _f(32, "Completions per step (a multiple of num_generations).")
     max_completion_length: int = _f(8, "Maximum tokens per completion.")

@@ -100,14 +100,17 @@ def _train(stage: str, cfg: Config, init: str | None, out: Path):
     return module.run(_stage_cfg(cfg, stage), init, out, seed, trust_remote_code=trc)
 
 
-def _run_stage(stage: str, cfg: Config, init: str | None, parent: store.Run, ckpt_root: Path) -> StageRecord:
+def _run_stage(
+    stage: str, cfg: Config, init: str | None, parent: store.Run, ckpt_root: Path, tags: dict[str, str]
+) -> StageRecord:
     import yaml
 
     final = ckpt_root / stage
     tmp = ckpt_root / f".{stage}.partial"
     shutil.rmtree(tmp, ignore_errors=True)
     print(f"== stage {stage}" + (f" (from {init})" if init else ""), file=sys.stderr, flush=True)
-    with store.run(f"train/{stage}", parent=parent, tags={"harness.kind": "train", "harness.stage": stage}) as run:
+    tags = {**tags, "harness.kind": "train", "harness.stage": stage}
+    with store.run(f"train/{stage}", parent=parent, tags=tags) as run:
         stage_cfg = asdict(_stage_cfg(cfg, stage))
         run.log_params({"stage": stage, "init": init or "scratch", **store.flatten(stage_cfg, "stage.")})
         try:
@@ -162,7 +165,7 @@ def run_pipeline(cfg: Config) -> PipelineResult:
                 print(f"== stage {stage}: skipped", file=sys.stderr)
                 continue
             init = None if stage == "base" else (stage_cfg.init or previous)
-            record = _run_stage(stage, cfg, init, parent, ckpt_root)
+            record = _run_stage(stage, cfg, init, parent, ckpt_root, tags)
             out.stages.append(record)
             previous = record.checkpoint
             if cfg.eval.enabled:

@@ -60,3 +60,9 @@ def test_invalid_yaml_and_missing_file(tmp_path):
         load_config(bad)
     with pytest.raises(HarnessError, match="not found"):
         load_config(tmp_path / "missing.yaml")
+
+
+def test_packaged_default_yaml_restates_the_defaults():
+    from harness.config import PACKAGE_CONFIGS
+
+    assert load_config(PACKAGE_CONFIGS / "default.yaml") == Config()

@@ -2,7 +2,7 @@
 
 Four skills, each a universe of items with a stable id:
 
-- ``arithmetic`` — "What is 27 + 38?" → "65" (addition and subtraction of operands below 40; verifiable).
+- ``arithmetic`` — "What is 43 + 5?" → "48" (two-digit ± one-digit without carry or borrow; verifiable).
 - ``format`` — "Write the word velu in uppercase." → "VELU" (verifiable constraints: uppercase, lowercase,
   brackets, quotes; the content word must be kept).
 - ``knowledge`` — a synthetic fact base ("The velu is blue."): pretraining reads every fact; questions are asked as
@@ -75,14 +75,14 @@ def format_answer(word: str, constraint: str) -> str:
     }[constraint]
 
 
-ARITHMETIC_RANGE = range(0, 40)  # operands; small enough that a tiny model on a CPU learns some of it
-
-
 def _arithmetic() -> Iterator[dict]:
-    for a in ARITHMETIC_RANGE:
-        for b in ARITHMETIC_RANGE:
+    # Two-digit ± one-digit without carry or borrow: the tens digit is copied and the units digit is a single-digit
+    # fact. Small enough for a tiny model to learn on a CPU in minutes, and eval items are unseen combinations.
+    for a in range(10, 100):
+        for b in range(0, 10):
             for op in "+-":
-                if op == "-" and b > a:
+                units = a % 10 + b if op == "+" else a % 10 - b
+                if not 0 <= units <= 9:
                     continue
                 value = a + b if op == "+" else a - b
                 yield {
@@ -170,18 +170,31 @@ def sample(skill: str, which: str, n: int, seed: int) -> list[dict]:
     return items[:n]
 
 
+def _copy_drill(rng: random.Random) -> str:
+    words = " ".join(
+        "".join(rng.choice(_SYLLABLES) for _ in range(rng.choice((2, 3)))) for _ in range(rng.choice((1, 2, 3)))
+    )
+    return f"{words} is {words} and {words.upper()} and [{words}]."
+
+
 def pretraining_corpus(n_lines: int, seed: int) -> list[str]:
-    """Plain-text lines for the base model: every fact, train-split equations, and format demonstrations.
+    """Plain-text lines for the base model: facts, train-split equations, format demonstrations and copy drills.
 
     Eval arithmetic and format items never appear; knowledge facts all do (knowledge is what pretraining stores;
-    the eval split holds the questions, which pretraining never phrases).
+    the eval split holds the questions, which pretraining never phrases). Copy drills repeat random made-up words:
+    repetition in the data is what lets a small transformer learn to copy (induction heads) within a few hundred
+    steps, and copying a word is what the format and safety skills need.
     """
     rng = random.Random(seed)
     fact_lines = [item["text"] for item in _knowledge()]
     equations = [item["text"] for item in split("arithmetic", "train")]
     words = [f"The word {i['word']} {CONSTRAINTS[i['constraint']]} is {i['answer']}." for i in split("format", "train")]
     pools = [fact_lines, equations, words]
-    return [rng.choice(pools[rng.randrange(3)]) for _ in range(n_lines)]
+    lines = []
+    for _ in range(n_lines):
+        kind = rng.randrange(4)
+        lines.append(_copy_drill(rng) if kind == 3 else rng.choice(pools[kind]))
+    return lines
 
 
 def write_eval_sets(out_dir: str | Path, n: int = 200) -> None:
