@@ -244,7 +244,7 @@ def _samples_section(suite: str, board: "pd.DataFrame", results_dir, per_task: i
     for _, row in picked.iterrows():
         lm_eval = store.load_json(row["run_id"], "lm_eval_results.json", results_dir)
         for task in lm_eval.get("n-samples") or {}:
-            table = store.load_table(row["run_id"], f"samples/{task}.jsonl", results_dir).head(per_task)
+            table = store.load_jsonl(row["run_id"], f"samples/{task}.jsonl", results_dir).head(per_task)
             table["item_id"] = table["item_id"].astype(str)
             answers = table[["item_id", "response"]].rename(columns={"response": row["checkpoint"]})
             if task not in tasks:

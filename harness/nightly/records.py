@@ -83,7 +83,7 @@ def load_record(run_id: str, results_dir: str | os.PathLike) -> EvalRecord:
     lm_eval = store.load_json(run_id, "lm_eval_results.json", results_dir)
     samples = {}
     for task in lm_eval.get("n-samples") or {}:
-        table = store.load_table(run_id, f"samples/{task}.jsonl", results_dir)
+        table = store.load_jsonl(run_id, f"samples/{task}.jsonl", results_dir)
         table["item_id"] = table["item_id"].astype(str)
         samples[task] = table
     return EvalRecord(run_id=run_id, model=tags.get("harness.model", params.get("model", "")),

@@ -386,3 +386,23 @@ def model_aliases(model_name: str, results_dir: str | os.PathLike | None = None)
 def experiment_names(results_dir: str | os.PathLike | None = None) -> list[str]:
     """Names of the experiments in the store."""
     return sorted(e.name for e in client(tracking_uri(results_dir)).search_experiments())
+
+
+def load_jsonl(run_id: str, artifact_file: str, results_dir: str | os.PathLike | None = None):
+    """Read back a JSON Lines table artifact with the types JSON gave: no dtype or date guessing, so an answer
+    ``"007"`` stays the string it was. A `HarnessError` names the run and the file when it cannot be read."""
+    import mlflow
+    import pandas as pd
+
+    from harness.errors import HarnessError
+
+    uri = tracking_uri(results_dir)
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path=artifact_file, dst_path=tmp, tracking_uri=uri
+            )
+        except Exception as err:  # noqa: BLE001 - MLflow raises many types; the user needs one line
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise HarnessError(f"run {run_id}: no artifact {artifact_file!r} ({first})") from None
+        return pd.read_json(local, orient="records", lines=True, dtype=False, convert_dates=False)
