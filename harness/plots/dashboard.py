@@ -25,8 +25,10 @@ def _figure(width: float, height: float) -> "Figure":
 
 
 def _errors(values: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
-    """Error-bar lengths from CI ends; 0 where an end is unknown."""
-    return np.vstack([np.where(np.isfinite(low), values - low, 0.0), np.where(np.isfinite(high), high - values, 0.0)])
+    """Error-bar lengths from CI ends; 0 where an end is unknown (or, after rounding, on the wrong side)."""
+    below = np.where(np.isfinite(low), values - low, 0.0)
+    above = np.where(np.isfinite(high), high - values, 0.0)
+    return np.clip(np.nan_to_num(np.vstack([below, above])), 0.0, None)
 
 
 def skill_comparison_figure(board: "pd.DataFrame", skill: str) -> "Figure":
