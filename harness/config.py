@@ -107,6 +107,9 @@ class EvalConfig:
     cache: bool = _f(True, "Reuse cached results for an unchanged checkpoint, task version and settings.")
     device: str | None = _f(None, "torch device for the hf backend (None: cuda when available, else cpu).")
     bootstrap_iters: int = _f(100000, "lm-eval bootstrap rounds for the stderr of non-mean metrics (0: none).")
+    group_items: int = _f(2000, "Tasks with the same settings share one lm-eval call while their items add up to at "
+                                "most this (fewer partial batches); larger tasks run alone, so an interrupted suite "
+                                "resumes task by task. 0: one call per task.")
 
 
 @dataclass
