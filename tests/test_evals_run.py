@@ -148,28 +148,54 @@ def test_cached_eval_does_no_model_work_and_mlflow_has_everything(tiny_checkpoin
 
 
 def test_interrupted_eval_resumes_at_the_first_unfinished_task(tiny_checkpoint, results, cfg, monkeypatch):
-    real = eval_run._run_entry
-    ran: list[str] = []
+    cfg.group_items = 0  # one lm-eval call per task
+    real = eval_run._run_call
+    ran: list[list[str]] = []
 
-    def interrupt_third(lm, objs, entry, *args):
+    def interrupt_third(lm, call, *args):
         if len(ran) == 2:
             raise KeyboardInterrupt
-        ran.append(entry.task)
-        return real(lm, objs, entry, *args)
+        ran.append([plan.entry.task for plan in call])
+        return real(lm, call, *args)
 
-    monkeypatch.setattr(eval_run, "_run_entry", interrupt_third)
+    monkeypatch.setattr(eval_run, "_run_call", interrupt_third)
     with pytest.raises(KeyboardInterrupt):
         evaluate(str(tiny_checkpoint), "tiny", cfg=cfg, results_dir=results)
-    assert ran == TINY_TASKS[:2]
+    assert ran == [[task] for task in TINY_TASKS[:2]]
 
-    def record(lm, objs, entry, *args):
-        ran.append(entry.task)
-        return real(lm, objs, entry, *args)
+    def record(lm, call, *args):
+        ran.append([plan.entry.task for plan in call])
+        return real(lm, call, *args)
 
-    monkeypatch.setattr(eval_run, "_run_entry", record)
+    monkeypatch.setattr(eval_run, "_run_call", record)
     ran.clear()
     resumed = evaluate(str(tiny_checkpoint), "tiny", cfg=cfg, results_dir=results)
-    assert resumed.cached == TINY_TASKS[:2] and ran == TINY_TASKS[2:]
+    assert resumed.cached == TINY_TASKS[:2] and ran == [[task] for task in TINY_TASKS[2:]]
+
+
+def test_small_tasks_share_one_call_and_are_cached_one_by_one(tiny_checkpoint, results, cfg, tmp_path, monkeypatch):
+    real = eval_run._run_call
+    calls: list[list[str]] = []
+
+    def record(lm, call, *args):
+        calls.append([plan.entry.task for plan in call])
+        return real(lm, call, *args)
+
+    monkeypatch.setattr(eval_run, "_run_call", record)
+    whole = evaluate(str(tiny_checkpoint), "tiny", cfg=cfg, results_dir=results)
+    assert calls == [TINY_TASKS]  # 7 × 8 items: one lm-eval call
+    calls.clear()
+    per_task = evaluate(str(tiny_checkpoint), "tiny", cfg=EvalConfig(limit=LIMIT, device="cpu", cache=False,
+                                                                     group_items=2 * LIMIT), results_dir=results)
+    assert calls == [TINY_TASKS[0:2], TINY_TASKS[2:4], TINY_TASKS[4:6], TINY_TASKS[6:]]
+    pd.testing.assert_frame_equal(whole.scores, per_task.scores)  # grouping changes no score
+
+    calls.clear()
+    changed = tmp_path / "changed.yaml"  # the same suite with one task under another limit
+    text = (SUITES / "tiny.yaml").read_text().replace("task_paths: [tiny]", f"task_paths: [{SUITES / 'tiny'}]")
+    changed.write_text(text.replace("    - task: tiny_safety_gen\n", f"    - task: tiny_safety_gen\n      limit: {LIMIT - 2}\n"))
+    again = evaluate(str(tiny_checkpoint), str(changed), cfg=EvalConfig(limit=LIMIT, device="cpu"), results_dir=results)
+    assert calls == [["tiny_safety_gen"]] and again.cached == TINY_TASKS[:-1]
 
 
 def test_cli_eval_writes_lm_eval_results_plus_aggregates(tiny_checkpoint, results, capsys):

@@ -4,12 +4,14 @@ The recipe, in order:
 
 1. parse the suite and check every task name against lm-eval's task index;
 2. resolve the checkpoint (folder, hub id or MLflow URI) and hash its bytes;
-3. per suite entry: build lm-eval's task objects, derive the cache key, and either read the cached output or run
-   ``lm_eval.simple_evaluate`` on that entry alone (the model is loaded once, on the first miss, and shared), then
-   cache the output at once, so an interrupted suite resumes at the first unfinished task;
-4. turn the merged output into tables (`harness.evals.result`) and log one MLflow run: metrics
-   ``<skill>/<task>/<metric>`` (+ ``_stderr``), ``<skill>/score`` and ``overall/score``; params for everything
-   that changes a score; lm-eval's result JSON, the score tables and per-task sample JSONL as artifacts.
+3. per suite entry, derive the cache key from lm-eval's index (no task is built) and read the cached output;
+4. build the entries that missed and check them (bad data or a backend that cannot run a task fails here, before
+   any model work);
+5. run them through ``lm_eval.simple_evaluate``, the model loaded once and shared. Entries with the same settings
+   share one call while their items add up to at most ``eval.group_items`` (small tasks cost mostly per-call
+   overhead: partial batches); larger ones run one call each. Each call's output is split per entry and cached at
+   once, so an interrupted suite resumes at the first unfinished call;
+6. turn the merged output into tables (`harness.evals.result`) and log one MLflow run (`harness.evals.record`).
 
 lm-eval computes every metric; nothing here re-scores an item.
 """
@@ -19,17 +21,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from harness.config import EvalConfig
 from harness.errors import HarnessError
 from harness.evals import backends, cache
 from harness.evals import suite as suites
+from harness.evals.record import record
 from harness.evals.result import SuiteResult, sample_tables, score_table, skill_table
 
 if TYPE_CHECKING:
@@ -79,7 +80,10 @@ class _Plan:
     material: dict
     key: str
     output: dict | None
-    objs: list | None = None  # lm-eval's task objects, built only when the entry must run
+    cached: bool = False
+    objs: list | None = None  # lm-eval's task (or group) objects, built only when the entry must run
+    names: set[str] | None = None  # every task and group the entry's output holds
+    items: int = 0  # items the entry evaluates (after the limit)
 
 
 def _plan(entry: suites.Entry, tm, cfg: EvalConfig, results_dir, model_hash: str, lm_name: str,
@@ -97,11 +101,13 @@ def _plan(entry: suites.Entry, tm, cfg: EvalConfig, results_dir, model_hash: str
         "lm_eval": lm_eval.__version__,
     }
     key = cache.key(material)
-    return _Plan(entry, material, key, cache.load(results_dir, key) if cfg.cache else None)
+    output = cache.load(results_dir, key) if cfg.cache else None
+    return _Plan(entry, material, key, output, cached=output is not None)
 
 
-def _build(tm, entry: suites.Entry) -> tuple[list, dict]:
-    """lm-eval's objects for one suite entry: ``(what to pass to simple_evaluate, {leaf name: Task})``."""
+def _build(tm, plan: _Plan, cfg: EvalConfig) -> None:
+    """Build lm-eval's objects for a plan that must run, and check that the backend can run them."""
+    entry = plan.entry
     try:
         loaded = tm.load([entry.task])
     except HarnessError:
@@ -109,17 +115,36 @@ def _build(tm, entry: suites.Entry) -> tuple[list, dict]:
     except Exception as err:  # noqa: BLE001 - a broken task YAML or data file raises anything; name the task
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise HarnessError(f"task {entry.task!r} could not be loaded: {first}") from None
-    tasks = loaded["tasks"]
-    groups = loaded.get("groups") or {}
-    return ([groups[entry.task]] if entry.task in groups else list(tasks.values())), tasks
+    tasks, groups = loaded["tasks"], loaded.get("groups") or {}
+    backends.check_tasks(cfg, entry.task, {t.OUTPUT_TYPE for t in tasks.values()}, entry.apply_chat_template)
+    limit = plan.material["settings"]["limit"]
+    plan.objs = [groups[entry.task]] if entry.task in groups else list(tasks.values())
+    plan.names = set(tasks) | set(groups)
+    plan.items = sum(min(len(t.eval_docs), limit) if limit else len(t.eval_docs) for t in tasks.values())
+
+
+def _calls(plans: list[_Plan], max_items: int) -> list[list[_Plan]]:
+    """The plans to run, grouped into lm-eval calls: same settings, items adding up to at most `max_items`."""
+    calls: list[list[_Plan]] = []
+    open_calls: dict[str, list[_Plan]] = {}
+    for plan in plans:
+        if plan.output is not None:
+            continue
+        settings = json.dumps(plan.material["settings"], sort_keys=True)
+        call = open_calls.get(settings)
+        if call is None or sum(p.items for p in call) + plan.items > max_items:
+            call = open_calls[settings] = []
+            calls.append(call)
+        call.append(plan)
+    return calls
 
 
 @contextmanager
 def _environment_once() -> Iterator[None]:
-    """Collect lm-eval's environment report and git hash once per suite instead of once per task.
+    """Collect lm-eval's environment report and git hash once per suite instead of once per lm-eval call.
 
     ``simple_evaluate`` ends with ``add_env_info``, which runs ``pip list`` and other probes (about 1.5 s), and
-    ``get_git_commit_hash`` (a git subprocess). A suite calls ``simple_evaluate`` once per task so that finished
+    ``get_git_commit_hash`` (a git subprocess). A suite may call ``simple_evaluate`` several times so that finished
     tasks can be cached, and would pay them every time; the answers do not change within a suite, so the first
     ones are reused. A future lm-eval without these module attributes is simply left alone.
     """
@@ -150,14 +175,16 @@ def _environment_once() -> Iterator[None]:
             setattr(evaluator, name, original)
 
 
-def _run_entry(lm, objs: list, entry: suites.Entry, cfg: EvalConfig, tm) -> dict:
+def _run_call(lm, call: list[_Plan], cfg: EvalConfig, tm) -> list[dict]:
+    """Run one lm-eval call for `call` (plans with the same settings) and split its output per plan."""
     import lm_eval
 
+    entry = call[0].entry
     out = lm_eval.simple_evaluate(
         model=lm,
-        tasks=objs,
+        tasks=[obj for plan in call for obj in plan.objs],
         num_fewshot=entry.num_fewshot,
-        limit=entry.limit if entry.limit is not None else cfg.limit,
+        limit=call[0].material["settings"]["limit"],
         apply_chat_template=entry.apply_chat_template,
         fewshot_as_multiturn=entry.fewshot_as_multiturn,
         bootstrap_iters=cfg.bootstrap_iters,
@@ -165,12 +192,9 @@ def _run_entry(lm, objs: list, entry: suites.Entry, cfg: EvalConfig, tm) -> dict
         task_manager=tm,
         log_samples=True,
     )
-    return {k: out[k] for k in _KEEP if k in out}
-
-
-def _merge(total: dict, part: dict) -> None:
-    for key, value in part.items():
-        total.setdefault(key, {}).update(value)
+    kept = {k: out[k] for k in _KEEP if k in out}
+    return [{k: {name: v for name, v in section.items() if name in plan.names} for k, section in kept.items()}
+            for plan in call]
 
 
 def evaluate(
@@ -206,106 +230,28 @@ def evaluate(
     lm_name, lm_args = backends.model_arguments(cfg, target, trust_remote_code)
     tm = suites.task_manager(spec)
     plans = [_plan(entry, tm, cfg, results_dir, model_hash, lm_name, lm_args) for entry in spec.entries]
-    for plan in plans:  # every task to run is built and checked before any model work: bad input fails fast
+    for plan in plans:
         if plan.output is None:
-            plan.objs, leaves = _build(tm, plan.entry)
-            output_types = {t.OUTPUT_TYPE for t in leaves.values()}
-            backends.check_tasks(cfg, plan.entry.task, output_types, plan.entry.apply_chat_template)
+            _build(tm, plan, cfg)
+
+    lm = None
+    with _environment_once():
+        for call in _calls(plans, cfg.group_items):
+            lm = lm or backends.create(cfg, target, trust_remote_code)
+            for plan, part in zip(call, _run_call(lm, call, cfg, tm)):
+                plan.output = cache.save(results_dir, plan.key, plan.material, part)
 
     output: dict[str, Any] = {}  # lm-eval's output, merged over the suite's tasks
     owners: dict[str, suites.Entry] = {}  # every task or group in the output → the suite entry that ran it
-    cached: list[str] = []
-    lm = None
-    with _environment_once():
-        for plan in plans:
-            if plan.output is None:
-                lm = lm or backends.create(cfg, target, trust_remote_code)
-                plan.output = cache.save(results_dir, plan.key, plan.material,
-                                         _run_entry(lm, plan.objs, plan.entry, cfg, tm))
-            else:
-                cached.append(plan.entry.task)
-            owners.update({task: plan.entry for task in plan.output.get("results", {})})
-            _merge(output, plan.output)
-
+    for plan in plans:
+        owners.update({task: plan.entry for task in plan.output.get("results", {})})
+        for section, values in plan.output.items():
+            output.setdefault(section, {}).update(values)
     samples = sample_tables(output)
     scores = score_table(output, owners, samples)
     skills = skill_table(scores, list(spec.entries), output, samples)
     lm_output = {k: v for k, v in output.items() if k != "samples"}
     result = SuiteResult(model=model, suite=spec.name, label=label, run_id=None, scores=scores, samples=samples,
-                         skills=skills, lm_eval=lm_output, cached=cached)
-    result.run_id = _record(result, spec, cfg, model_hash, lm_name, lm_args, parent, results_dir, experiment)
+                         skills=skills, lm_eval=lm_output, cached=[p.entry.task for p in plans if p.cached])
+    result.run_id = record(result, spec, cfg, model_hash, lm_name, lm_args, parent, results_dir, experiment)
     return result
-
-
-def _params(result: SuiteResult, spec: suites.Suite, cfg: EvalConfig, model_hash: str, lm_name: str,
-            lm_args: dict) -> dict[str, Any]:
-    import lm_eval
-    import transformers
-
-    params: dict[str, Any] = {
-        "model": result.model,
-        "model_hash": model_hash,
-        "suite": spec.name,
-        "suite_file": str(spec.path),
-        "backend": lm_name,
-        "backend_args": json.dumps({k: v for k, v in lm_args.items() if k not in {"pretrained", "model"}}),
-        "batch_size": cfg.batch_size,
-        "device": backends.extra_arguments(cfg)["device"] if lm_name == "hf" else cfg.device,
-        "limit": cfg.limit,
-        "bootstrap_iters": cfg.bootstrap_iters,
-        "lm_eval_version": lm_eval.__version__,
-        "transformers_version": transformers.__version__,
-    }
-    n_shot = result.lm_eval.get("n-shot", {})
-    for entry in spec.entries:
-        prefix = f"task.{entry.task}"
-        params[f"{prefix}.skill"] = entry.skill
-        params[f"{prefix}.apply_chat_template"] = entry.apply_chat_template
-        params[f"{prefix}.fewshot_as_multiturn"] = entry.fewshot_as_multiturn
-        params[f"{prefix}.limit"] = entry.limit if entry.limit is not None else cfg.limit
-        params[f"{prefix}.num_fewshot"] = n_shot.get(entry.task, entry.num_fewshot)
-    for task, version in result.lm_eval.get("versions", {}).items():
-        params[f"task.{task}.version"] = version
-    return params
-
-
-def _metrics(result: SuiteResult) -> dict[str, float]:
-    from harness.evals.result import stderr_key
-
-    metrics: dict[str, float] = {}
-    for row in result.scores.itertuples():
-        metrics[f"{row.skill}/{row.task}/{row.metric}"] = row.value
-        if math.isfinite(row.stderr):
-            metrics[f"{row.skill}/{row.task}/{stderr_key(row.metric)}"] = row.stderr
-    for row in result.skills.itertuples():
-        metrics[f"{row.skill}/score"] = row.value
-        metrics[f"{row.skill}/score_stderr"] = row.stderr
-    return metrics
-
-
-def _record(result: SuiteResult, spec: suites.Suite, cfg: EvalConfig, model_hash: str, lm_name: str, lm_args: dict,
-            parent: Run | None, results_dir: str | os.PathLike, experiment: str) -> str:
-    from harness import provenance
-    from harness.tracking import store
-
-    tags = {
-        **provenance.tags(),  # git commit and dirty flag, package versions, device
-        "harness.kind": "eval",
-        "harness.model": result.model,
-        "harness.model_hash": model_hash,
-        "harness.suite": spec.name,
-        "harness.cached_tasks": ",".join(result.cached),
-    }
-    if result.label:
-        tags["harness.stage"] = result.label
-    name = f"eval-{result.label or Path(result.model.rstrip('/')).name}-{spec.name}"
-    with store.run(name, experiment=experiment, results_dir=results_dir, parent=parent, tags=tags) as run:
-        run.log_params(_params(result, spec, cfg, model_hash, lm_name, lm_args))
-        run.log_metrics(_metrics(result))
-        run.log_dict(result.lm_eval, "lm_eval_results.json")
-        run.log_text(spec.path.read_text(), f"suite/{spec.path.name}")
-        run.log_table(result.scores, "scores.csv")
-        run.log_table(result.skills, "skills.csv")
-        for task, table in result.samples.items():
-            run.log_table(table, f"samples/{task}.jsonl")
-        return run.run_id

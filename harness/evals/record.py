@@ -1,0 +1,100 @@
+"""The MLflow record of one suite evaluation: one run per (checkpoint, suite), built from a `SuiteResult`.
+
+- tags: ``harness.kind=eval``, ``harness.stage``, ``harness.model``, ``harness.model_hash``, ``harness.suite``,
+  ``harness.cached_tasks``, and the provenance tags (git commit and dirty flag, package versions, device);
+- params: everything that changes a score: backend and its arguments, batch size, device, limit, lm-eval and
+  transformers versions, and per task its skill, few-shot count, chat-template setting, limit and version;
+- metrics: ``<skill>/<task>/<metric>/<filter>`` and ``..._stderr`` (lm-eval's keys through the one sanitiser in
+  `harness.tracking.store`; "N/A" is never logged), ``<skill>/score`` and ``overall/score`` with ``_stderr``;
+- artifacts: ``lm_eval_results.json`` (lm-eval's output without samples), ``scores.csv``, ``skills.csv``,
+  ``samples/<task>.jsonl`` (one row per item) and the suite file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from harness.config import EvalConfig
+from harness.evals import backends
+from harness.evals.result import SuiteResult, stderr_key
+from harness.evals.suite import Suite
+
+if TYPE_CHECKING:
+    from harness.tracking.store import Run
+
+
+def _params(result: SuiteResult, spec: Suite, cfg: EvalConfig, model_hash: str, lm_name: str,
+            lm_args: dict) -> dict[str, Any]:
+    import lm_eval
+    import transformers
+
+    params: dict[str, Any] = {
+        "model": result.model,
+        "model_hash": model_hash,
+        "suite": spec.name,
+        "suite_file": str(spec.path),
+        "backend": lm_name,
+        "backend_args": json.dumps({k: v for k, v in lm_args.items() if k not in {"pretrained", "model"}}),
+        "batch_size": cfg.batch_size,
+        "device": backends.extra_arguments(cfg)["device"] if lm_name == "hf" else cfg.device,
+        "limit": cfg.limit,
+        "bootstrap_iters": cfg.bootstrap_iters,
+        "lm_eval_version": lm_eval.__version__,
+        "transformers_version": transformers.__version__,
+    }
+    n_shot = result.lm_eval.get("n-shot", {})
+    for entry in spec.entries:
+        prefix = f"task.{entry.task}"
+        params[f"{prefix}.skill"] = entry.skill
+        params[f"{prefix}.apply_chat_template"] = entry.apply_chat_template
+        params[f"{prefix}.fewshot_as_multiturn"] = entry.fewshot_as_multiturn
+        params[f"{prefix}.limit"] = entry.limit if entry.limit is not None else cfg.limit
+        params[f"{prefix}.num_fewshot"] = n_shot.get(entry.task, entry.num_fewshot)
+    for task, version in result.lm_eval.get("versions", {}).items():
+        params[f"task.{task}.version"] = version
+    return params
+
+
+def _metrics(result: SuiteResult) -> dict[str, float]:
+    metrics: dict[str, float] = {}
+    for row in result.scores.itertuples():
+        metrics[f"{row.skill}/{row.task}/{row.metric}"] = row.value
+        if math.isfinite(row.stderr):
+            metrics[f"{row.skill}/{row.task}/{stderr_key(row.metric)}"] = row.stderr
+    for row in result.skills.itertuples():
+        metrics[f"{row.skill}/score"] = row.value
+        metrics[f"{row.skill}/score_stderr"] = row.stderr
+    return metrics
+
+
+def record(result: SuiteResult, spec: Suite, cfg: EvalConfig, model_hash: str, lm_name: str, lm_args: dict,
+           parent: Run | None, results_dir: str | os.PathLike, experiment: str) -> str:
+    """Log `result` as one MLflow run (nested under `parent` if given) and return its id."""
+    from harness import provenance
+    from harness.tracking import store
+
+    tags = {
+        **provenance.tags(),  # git commit and dirty flag, package versions, device
+        "harness.kind": "eval",
+        "harness.model": result.model,
+        "harness.model_hash": model_hash,
+        "harness.suite": spec.name,
+        "harness.cached_tasks": ",".join(result.cached),
+    }
+    if result.label:
+        tags["harness.stage"] = result.label
+    name = f"eval-{result.label or Path(result.model.rstrip('/')).name}-{spec.name}"
+    with store.run(name, experiment=experiment, results_dir=results_dir, parent=parent, tags=tags) as run:
+        run.log_params(_params(result, spec, cfg, model_hash, lm_name, lm_args))
+        run.log_metrics(_metrics(result))
+        run.log_dict(result.lm_eval, "lm_eval_results.json")
+        run.log_text(spec.path.read_text(), f"suite/{spec.path.name}")
+        run.log_table(result.scores, "scores.csv")
+        run.log_table(result.skills, "skills.csv")
+        for task, table in result.samples.items():
+            run.log_table(table, f"samples/{task}.jsonl")
+        return run.run_id
