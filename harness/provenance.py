@@ -7,7 +7,10 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-PACKAGES = ("harness", "torch", "transformers", "trl", "lm_eval", "mlflow", "datasets", "accelerate", "tokenizers")
+PACKAGES = (
+    "harness", "torch", "transformers", "trl", "lm_eval", "mlflow", "datasets", "accelerate", "tokenizers",
+    "numpy", "scipy", "pandas",
+)
 
 
 def _git(*args: str) -> str | None:
@@ -40,15 +43,21 @@ def device() -> str:
     return f"cpu:{platform.machine()}x{torch.get_num_threads()}"
 
 
-def tags(seed: int | None = None) -> dict[str, str]:
-    """MLflow tags describing where and with what a run was made."""
+def tags(seed: int | None = None, with_device: bool = True) -> dict[str, str]:
+    """MLflow tags describing where and with what a run was made.
+
+    Args:
+        seed: the run's seed, if it has one.
+        with_device: record the torch device (imports torch; CPU-only commands such as `harness rate` skip it).
+    """
     status = _git("status", "--porcelain", "--untracked-files=no")
     out = {
         "git.commit": _git("rev-parse", "HEAD") or "unknown",
         "git.dirty": "unknown" if status is None else str(bool(status)).lower(),
-        "device": device(),
         "python": platform.python_version(),
     }
+    if with_device:
+        out["device"] = device()
     out.update({f"version.{k}": v for k, v in package_versions().items()})
     if seed is not None:
         out["seed"] = str(seed)

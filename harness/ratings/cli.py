@@ -274,7 +274,8 @@ def _rate_figures(board, battles, args: argparse.Namespace):
 def _log(args: argparse.Namespace, command: str, board, matrices, figures) -> None:
     from pathlib import Path
 
-    from harness.ratings.report import log_ratings, provenance_tags
+    from harness.provenance import tags as provenance_tags
+    from harness.ratings.report import log_ratings
     from harness.tracking import store
 
     inputs = list(getattr(args, "battles", None) or getattr(args, "annotations", []))
@@ -283,7 +284,7 @@ def _log(args: argparse.Namespace, command: str, board, matrices, figures) -> No
     params.update({k: v for k, v in board.attrs.items() if not isinstance(v, dict)})
     name = args.run_name or f"{command}-{Path(inputs[0]).stem}"
     with store.run(name, experiment=args.experiment, results_dir=args.results,
-                   tags={**provenance_tags(getattr(args, "seed", None)), "harness.command": command}) as run:
+                   tags={**provenance_tags(getattr(args, "seed", None), with_device=False), "harness.command": command}) as run:
         log_ratings(run, board, params=params, matrices=matrices, figures=figures, prefix=command)
         extra = {k: v for k, v in board.attrs.items() if isinstance(v, dict) and v}
         if extra:

@@ -78,36 +78,6 @@ def render(frame: pd.DataFrame, fmt: str = "table", *, digits: int | Mapping[str
     raise HarnessError(f"unknown format {fmt!r}; valid: {', '.join(FORMATS)}")
 
 
-def provenance_tags(seed: int | None = None) -> dict[str, str]:
-    """Tags that say what made the numbers: git commit and dirty flag, numerical package versions, the seed.
-
-    (`harness.provenance.tags` also records the torch device, which would import torch for nothing here.)
-    """
-    import subprocess
-    from importlib import metadata
-    from pathlib import Path
-
-    def git(*args: str) -> str | None:
-        try:
-            out = subprocess.run(["git", *args], cwd=Path(__file__).resolve().parent, capture_output=True, text=True,
-                                 timeout=5)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return out.stdout.strip() if out.returncode == 0 else None
-
-    status = git("status", "--porcelain", "--untracked-files=no")
-    tags = {"git.commit": git("rev-parse", "HEAD") or "unknown",
-            "git.dirty": "unknown" if status is None else str(bool(status)).lower()}
-    for package in ("harness", "numpy", "scipy", "pandas"):
-        try:
-            tags[f"version.{package}"] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            tags[f"version.{package}"] = "absent"
-    if seed is not None:
-        tags["seed"] = str(seed)
-    return tags
-
-
 def log_ratings(
     run,
     board: pd.DataFrame,

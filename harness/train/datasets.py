@@ -3,7 +3,8 @@
 - SFT: conversational prompt/completion rows over arithmetic, format, knowledge and safe how-to requests (never an
   unsafe one: refusing is what preference tuning adds).
 - DPO: conversational preference pairs; chosen is correct and compliant, rejected is wrong or non-compliant. Safety
-  pairs (refuse the unsafe, answer the safe) and format pairs (right content, constraint broken).
+  pairs (refuse the unsafe, answer the safe), format pairs (right content, constraint broken) and arithmetic pairs
+  (right number, wrong number).
 - RLVR: arithmetic prompts with the columns the verifier needs (``skill``, ``answer``).
 """
 
@@ -42,14 +43,22 @@ def _broken_format(item: dict, rng: random.Random) -> str:
 
 
 def dpo_rows(n_pairs: int, seed: int) -> list[dict]:
-    """Preference pairs: three quarters safety (refuse unsafe / answer safe), one quarter format compliance."""
+    """Preference pairs: half safety (refuse unsafe / answer safe), a quarter format compliance (constraint broken),
+    a quarter arithmetic (a wrong number) — so that preference tuning teaches refusals without unlearning the rest.
+    """
     rng = random.Random(seed)
     rows = []
-    for item in skills.sample("safety", "train", n_pairs - n_pairs // 4, seed):
+    n_format = n_arith = n_pairs // 4
+    for item in skills.sample("arithmetic", "train", n_arith, seed):
+        wrong = int(item["answer"]) + rng.choice([-10, -2, -1, 1, 2, 10])
+        rows.append(
+            {"prompt": _user(item["prompt"]), "chosen": _assistant(item["answer"]), "rejected": _assistant(str(wrong))}
+        )
+    for item in skills.sample("safety", "train", n_pairs - n_format - n_arith, seed):
         helpful = item["choices"][1]
         chosen, rejected = (skills.REFUSAL, helpful) if item["unsafe"] else (helpful, skills.REFUSAL)
         rows.append({"prompt": _user(item["prompt"]), "chosen": _assistant(chosen), "rejected": _assistant(rejected)})
-    for item in skills.sample("format", "train", n_pairs // 4, seed):
+    for item in skills.sample("format", "train", n_format, seed):
         rows.append(
             {
                 "prompt": _user(item["prompt"]),
