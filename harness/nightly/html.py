@@ -94,6 +94,13 @@ def number(value: Any, digits: int = 3, signed: bool = False) -> str:
     return str(value)
 
 
+def pvalue(value: Any) -> str:
+    """A p-value: 4 decimals, or 2 significant digits below 0.001 (``3.1e-07``)."""
+    if isinstance(value, float) and math.isfinite(value) and 0 < value < 1e-3:
+        return f"{value:.2g}"
+    return number(value, 4)
+
+
 def interval(low: Any, high: Any, digits: int = 3, signed: bool = False) -> str:
     if any(v is None or (isinstance(v, float) and not math.isfinite(v)) for v in (low, high)):
         return "-"

@@ -33,7 +33,8 @@ def _headline(result: "NightlyResult") -> str:
 
 def _method(result: "NightlyResult") -> str:
     return (f"paired per item (exact McNemar for 0/1 scores, sign-flip permutation and paired bootstrap otherwise); "
-            f"{_CORRECTIONS.get(result.correction, result.correction)} across {len(result.comparisons)} metrics at "
+            f"{_CORRECTIONS.get(result.correction, result.correction)} across {len(result.comparisons)} "
+            f"metric{'s' if len(result.comparisons) != 1 else ''} at "
             f"alpha {result.alpha}; a verdict also needs |delta| >= the metric's minimum effect")
 
 
@@ -87,8 +88,8 @@ def markdown(result: "NightlyResult") -> str:
             ["skill", "task", "metric", "n", "baseline", "candidate", "delta [95% CI]", "p", "p adj", "min effect",
              "verdict"],
             [[r.skill, r.task, r.metric, r.n, h.number(r.baseline), h.number(r.candidate),
-              f"{h.number(r.delta, signed=True)} {h.interval(r.ci_low, r.ci_high, signed=True)}", h.number(r.p, 4),
-              h.number(r.p_adj, 4), h.number(r.min_effect), r.verdict.upper() if r.verdict != "no change" else "-"]
+              f"{h.number(r.delta, signed=True)} {h.interval(r.ci_low, r.ci_high, signed=True)}", h.pvalue(r.p),
+              h.pvalue(r.p_adj), h.number(r.min_effect), r.verdict.upper() if r.verdict != "no change" else "-"]
              for r in frame.itertuples()])
     for (task, metric), items in result.examples.items():
         if len(items):
@@ -177,8 +178,7 @@ def _comparison_table(frame: "pd.DataFrame") -> h.Raw:
         {"skill": "skill", "task": "task", "metric": "metric", "n": "n", "baseline": "baseline",
          "candidate": "candidate", "delta": "delta", "ci": "95% CI", "p": "p", "p_adj": "p adjusted",
          "min_effect": "min effect", "test": "test", "verdict": "verdict"},
-        formats={"delta": lambda v: h.number(v, signed=True), "p": lambda v: h.number(v, 4),
-                 "p_adj": lambda v: h.number(v, 4)},
+        formats={"delta": lambda v: h.number(v, signed=True), "p": h.pvalue, "p_adj": h.pvalue},
         numeric=["n", "baseline", "candidate", "delta", "ci", "p", "p_adj", "min_effect"],
         row_class=lambda r: r["verdict"].replace(" ", "-"))
 
