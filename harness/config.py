@@ -72,7 +72,8 @@ class SFTConfig:
 class DPOConfig:
     enabled: bool = _f(True, "Run direct preference optimisation.")
     init: str | None = _f(None, "Checkpoint to start from; default: the previous stage.")
-    pairs: int = _f(1200, "Preference pairs (safety: refuse unsafe, answer safe; plus format pairs).")
+    pairs: int = _f(1200, "Preference pairs (safety: refuse unsafe, answer safe; plus a quarter format pairs).")
+    arithmetic_fraction: float = _f(0.0, "Share of arithmetic pairs (right over wrong number); 0 leaves it to RLVR.")
     epochs: float = _f(2.0, "Passes over the pairs.")
     batch_size: int = _f(32, "Per-device batch size.")
     learning_rate: float = _f(5e-4, "Learning rate.")
@@ -89,9 +90,9 @@ class RLVRConfig:
     num_generations: int = _f(8, "Completions sampled per prompt (the GRPO group).")
     batch_size: int = _f(32, "Completions per step (a multiple of num_generations).")
     max_completion_length: int = _f(8, "Maximum tokens per completion.")
-    learning_rate: float = _f(3e-4, "Learning rate.")
-    beta: float = _f(0.0, "KL coefficient against the reference model.")
-    temperature: float = _f(1.0, "Sampling temperature.")
+    learning_rate: float = _f(1e-4, "Learning rate.")
+    beta: float = _f(0.04, "KL coefficient against the reference model.")
+    temperature: float = _f(0.7, "Sampling temperature of the GRPO group.")
     epochs: float = _f(1.0, "Passes over the prompts.")
     log_every: int = _f(2, "Log every N steps.")
 

@@ -17,7 +17,7 @@ def test_precedence_defaults_quick_yaml_set(tmp_path):
     assert cfg.sft.learning_rate == pytest.approx(2e-4)  # YAML beats the default
     assert cfg.sft.epochs == 5.0  # --set beats YAML
     assert cfg.pretrain.steps == 7  # YAML beats the quick preset
-    assert cfg.sft.examples_per_skill == 200  # quick preset beats the default
+    assert cfg.sft.examples_per_skill == 300  # quick preset beats the default
     assert cfg.dpo.beta == Config().dpo.beta  # untouched default
 
 

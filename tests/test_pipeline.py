@@ -45,7 +45,7 @@ def test_mlflow_parent_and_four_finished_stage_runs(quick_run):
     assert parent["params.sft.learning_rate"].iloc[0] == "0.001"
     sft = train[train["tags.harness.stage"] == "sft"].iloc[0]
     assert sft["params.trainer.learning_rate"] == "0.001" and sft["params.trainer.use_cpu"] == "True"
-    assert sft["params.stage.examples_per_skill"] == "200"
+    assert sft["params.stage.examples_per_skill"] == "300"
     # provenance tags
     p = parent.iloc[0]
     assert len(p["tags.git.commit"]) in (40, len("unknown")) and p["tags.git.dirty"] in ("true", "false", "unknown")

@@ -3,8 +3,8 @@
 - SFT: conversational prompt/completion rows over arithmetic, format, knowledge and safe how-to requests (never an
   unsafe one: refusing is what preference tuning adds).
 - DPO: conversational preference pairs; chosen is correct and compliant, rejected is wrong or non-compliant. Safety
-  pairs (refuse the unsafe, answer the safe), format pairs (right content, constraint broken) and arithmetic pairs
-  (right number, wrong number).
+  pairs (refuse the unsafe, answer the safe), format pairs (right content, constraint broken) and, if asked for,
+  arithmetic pairs (right number, wrong number).
 - RLVR: arithmetic prompts with the columns the verifier needs (``skill``, ``answer``).
 """
 
@@ -42,13 +42,16 @@ def _broken_format(item: dict, rng: random.Random) -> str:
     return wrong if wrong != item["answer"] else item["word"].capitalize()
 
 
-def dpo_rows(n_pairs: int, seed: int) -> list[dict]:
-    """Preference pairs: half safety (refuse unsafe / answer safe), a quarter format compliance (constraint broken),
-    a quarter arithmetic (a wrong number) — so that preference tuning teaches refusals without unlearning the rest.
+def dpo_rows(n_pairs: int, seed: int, arithmetic_fraction: float = 0.0) -> list[dict]:
+    """Preference pairs: safety (refuse unsafe / answer safe), a quarter format compliance (constraint broken), and
+    `arithmetic_fraction` arithmetic (right number over a wrong one).
+
+    The default leaves arithmetic out: preference tuning then costs some arithmetic (an alignment tax the embedded
+    pipeline shows), which RLVR's verifiable reward wins back.
     """
     rng = random.Random(seed)
     rows = []
-    n_format = n_arith = n_pairs // 4
+    n_format, n_arith = n_pairs // 4, int(n_pairs * arithmetic_fraction)
     for item in skills.sample("arithmetic", "train", n_arith, seed):
         wrong = int(item["answer"]) + rng.choice([-10, -2, -1, 1, 2, 10])
         rows.append(

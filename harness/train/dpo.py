@@ -43,7 +43,7 @@ def run(cfg: DPOConfig, init: str, out_dir: Path, seed: int, trust_remote_code: 
         include_num_input_tokens_seen="non_padding",
     )
     trainer = DPOTrainer(
-        model=model, args=args, train_dataset=Dataset.from_list(dpo_rows(cfg.pairs, seed)), processing_class=tokenizer
+        model=model, args=args, train_dataset=Dataset.from_list(dpo_rows(cfg.pairs, seed, cfg.arithmetic_fraction)), processing_class=tokenizer
     )
     quiet_progress(trainer, "dpo")
     trainer.train()
