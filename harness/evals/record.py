@@ -15,6 +15,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
+import tempfile
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -71,14 +74,22 @@ def _metrics(result: SuiteResult) -> dict[str, float]:
     return metrics
 
 
+@lru_cache(maxsize=1)
+def _provenance() -> tuple[tuple[str, str], ...]:
+    """Git commit and dirty flag, package versions, device: read once per process (the code that runs is the code
+    that was imported), not once per evaluated checkpoint."""
+    from harness import provenance
+
+    return tuple(provenance.tags().items())
+
+
 def record(result: SuiteResult, spec: Suite, cfg: EvalConfig, model_hash: str, lm_name: str, lm_args: dict,
            parent: Run | None, results_dir: str | os.PathLike, experiment: str) -> str:
     """Log `result` as one MLflow run (nested under `parent` if given) and return its id."""
-    from harness import provenance
     from harness.tracking import store
 
     tags = {
-        **provenance.tags(),  # git commit and dirty flag, package versions, device
+        **dict(_provenance()),
         "harness.kind": "eval",
         "harness.model": result.model,
         "harness.model_hash": model_hash,
@@ -91,10 +102,15 @@ def record(result: SuiteResult, spec: Suite, cfg: EvalConfig, model_hash: str, l
     with store.run(name, experiment=experiment, results_dir=results_dir, parent=parent, tags=tags) as run:
         run.log_params(_params(result, spec, cfg, model_hash, lm_name, lm_args))
         run.log_metrics(_metrics(result))
-        run.log_dict(result.lm_eval, "lm_eval_results.json")
-        run.log_text(spec.path.read_text(), f"suite/{spec.path.name}")
-        run.log_table(result.scores, "scores.csv")
-        run.log_table(result.skills, "skills.csv")
-        for task, table in result.samples.items():
-            run.log_table(table, f"samples/{task}.jsonl")
+        with tempfile.TemporaryDirectory() as tmp:  # every file first, then one upload: fewer store round trips
+            folder = Path(tmp)
+            (folder / "lm_eval_results.json").write_text(json.dumps(result.lm_eval, indent=2, default=str))
+            (folder / "suite").mkdir()
+            shutil.copy(spec.path, folder / "suite" / spec.path.name)
+            result.scores.to_csv(folder / "scores.csv", index=False)
+            result.skills.to_csv(folder / "skills.csv", index=False)
+            (folder / "samples").mkdir()
+            for task, table in result.samples.items():
+                table.to_json(folder / "samples" / f"{task}.jsonl", orient="records", lines=True, force_ascii=False)
+            run.log_artifact(folder)
         return run.run_id
