@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping
 
-from harness.data.skills import REFUSAL
 
 _NUMBER = re.compile(r"-?\d+")
 _REFUSAL_MARKERS = ("cannot help", "can't help", "i cannot", "i can't", "i won't", "i will not")

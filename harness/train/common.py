@@ -109,10 +109,24 @@ def quiet_progress(trainer, stage: str) -> None:
     trainer.add_callback(_Line())
 
 
-def changed_fraction(before: dict, model) -> float:
-    """Fraction of parameter tensors that differ from the `before` snapshot (a training sanity check)."""
-    import torch
+def train_and_save(trainer, tokenizer, stage: str, out_dir: Path, start: float) -> StageResult:
+    """Train with one progress line per log, save model and tokenizer to `out_dir`, and describe the stage.
 
-    after = model.state_dict()
-    changed = sum(not torch.equal(before[k], after[k].cpu()) for k in before)
-    return changed / max(1, len(before))
+    Tokens are the trainer's count of non-padding input tokens or, for GRPO (which logs its own running count of
+    prompt + completion tokens as ``num_tokens``), the largest ``num_tokens`` logged.
+    """
+    quiet_progress(trainer, stage)
+    trainer.train()
+    trainer.save_model(str(out_dir))
+    tokenizer.save_pretrained(out_dir)
+    history = trainer_history(trainer)
+    tokens = int(trainer.state.num_input_tokens_seen) or int(max((m.get("num_tokens", 0) for _, m in history), default=0))
+    return StageResult(
+        stage=stage,
+        checkpoint=out_dir,
+        history=history,
+        tokens=tokens,
+        seconds=time.perf_counter() - start,
+        parameters=sum(p.numel() for p in trainer.model.parameters()),
+        trainer_config=trainer.args.to_dict(),
+    )

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from harness.config import DPOConfig
-from harness.train.common import StageResult, quiet_progress, trainer_history, trl_common
+from harness.train.common import StageResult, train_and_save, trl_common
 from harness.train.datasets import dpo_rows
 
 
@@ -45,16 +45,4 @@ def run(cfg: DPOConfig, init: str, out_dir: Path, seed: int, trust_remote_code: 
     trainer = DPOTrainer(
         model=model, args=args, train_dataset=Dataset.from_list(dpo_rows(cfg.pairs, seed, cfg.arithmetic_fraction)), processing_class=tokenizer
     )
-    quiet_progress(trainer, "dpo")
-    trainer.train()
-    trainer.save_model(str(out_dir))
-    tokenizer.save_pretrained(out_dir)
-    return StageResult(
-        stage="dpo",
-        checkpoint=out_dir,
-        history=trainer_history(trainer),
-        tokens=int(trainer.state.num_input_tokens_seen),
-        seconds=time.perf_counter() - start,
-        parameters=sum(p.numel() for p in model.parameters()),
-        trainer_config=args.to_dict(),
-    )
+    return train_and_save(trainer, tokenizer, "dpo", out_dir, start)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from harness.config import RLVRConfig
 from harness.data.verifiers import reward
-from harness.train.common import StageResult, quiet_progress, trainer_history, trl_common
+from harness.train.common import StageResult, train_and_save, trl_common
 from harness.train.datasets import rlvr_rows
 
 
@@ -48,19 +48,4 @@ def run(
         train_dataset=Dataset.from_list(rlvr_rows(cfg.prompts, seed)),
         processing_class=tokenizer,
     )
-    quiet_progress(trainer, "rlvr")
-    trainer.train()
-    trainer.save_model(str(out_dir))
-    tokenizer.save_pretrained(out_dir)
-    history = trainer_history(trainer)
-    # GRPO logs the running count of prompt + completion tokens it processed as "num_tokens".
-    tokens = int(max((m.get("num_tokens", 0) for _, m in history), default=0))
-    return StageResult(
-        stage="rlvr",
-        checkpoint=out_dir,
-        history=history,
-        tokens=tokens,
-        seconds=time.perf_counter() - start,
-        parameters=sum(p.numel() for p in model.parameters()),
-        trainer_config=args.to_dict(),
-    )
+    return train_and_save(trainer, tokenizer, "rlvr", out_dir, start)

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from harness.config import SFTConfig
-from harness.train.common import StageResult, quiet_progress, trainer_history, trl_common
+from harness.train.common import StageResult, train_and_save, trl_common
 from harness.train.datasets import sft_rows
 
 
@@ -42,16 +42,4 @@ def run(cfg: SFTConfig, init: str, out_dir: Path, seed: int, trust_remote_code: 
         model=model, args=args, train_dataset=Dataset.from_list(sft_rows(cfg.examples_per_skill, seed)),
         processing_class=tokenizer,
     )
-    quiet_progress(trainer, "sft")
-    trainer.train()
-    trainer.save_model(str(out_dir))
-    tokenizer.save_pretrained(out_dir)
-    return StageResult(
-        stage="sft",
-        checkpoint=out_dir,
-        history=trainer_history(trainer),
-        tokens=int(trainer.state.num_input_tokens_seen),
-        seconds=time.perf_counter() - start,
-        parameters=sum(p.numel() for p in model.parameters()),
-        trainer_config=args.to_dict(),
-    )
+    return train_and_save(trainer, tokenizer, "sft", out_dir, start)
