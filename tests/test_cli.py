@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 
-
 from harness.cli import main
 from harness.tracking import store
 
