@@ -6,8 +6,9 @@ Without ``--checkpoint`` a tiny model of the embedded default size (width 128, 4
 folder. One warm-up evaluation first (imports, MLflow store), then, all in this one process:
 
 - overhead: ``evaluate`` of the checkpoint with an empty eval cache (all model work, the cache written, the MLflow
-  run logged into the results folder's existing store, as for a pipeline's next checkpoint) against ``simple_evaluate`` on the same model, tasks and settings, run back
-  to back in alternating order; both load the model. Target ≤ 1.05.
+  run logged into the results folder's existing store, as for a pipeline's next checkpoint) against
+  ``simple_evaluate`` on the same model, tasks and settings, run back to back in alternating order; both load the
+  model. Target ≤ 1.05.
 - cache: that ``evaluate`` against the identical one right after it (everything from the cache). Target ≥ 20.
 
 Each ratio is printed in wall-clock and CPU seconds (CPU counts this process and the subprocesses it waited for),

@@ -147,7 +147,8 @@ def test_jsonl_data_errors_are_one_line(tmp_path):
 def test_task_hooks_grade_with_the_verifier_and_map_ifeval_items():
     rows = lm_tasks.read_jsonl(SUITES / "tiny" / "arithmetic" / "eval.jsonl")
     item = rows[0]
-    assert lm_tasks.verifier_results(item, [item["answer"]]) == {"verifier": 1.0} == {"verifier": verify(item, item["answer"])}
+    graded = lm_tasks.verifier_results(item, [item["answer"]])
+    assert graded == {"verifier": 1.0} == {"verifier": verify(item, item["answer"])}
     assert lm_tasks.verifier_results(item, ["no idea"]) == {"verifier": 0.0}
     data = lm_tasks.jsonl_dataset(SUITES / "tiny" / "format" / "eval.jsonl", version=1.0)
     docs = lm_tasks.ifeval_docs(data["test"])
@@ -167,7 +168,8 @@ def test_ifeval_reuse_runs_lm_evals_own_instruction_check():
 
 
 def test_backend_arguments_for_lm_eval():
-    assert backends.model_arguments(EvalConfig(), "/ckpt") == ("hf", {"pretrained": "/ckpt", "trust_remote_code": False})
+    hf = backends.model_arguments(EvalConfig(), "/ckpt")
+    assert hf == ("hf", {"pretrained": "/ckpt", "trust_remote_code": False})
     vllm = EvalConfig(backend="vllm", backend_args={"tensor_parallel_size": 2, "gpu_memory_utilization": 0.8})
     assert backends.model_arguments(vllm, "/ckpt", trust_remote_code=True) == (
         "vllm", {"pretrained": "/ckpt", "trust_remote_code": True, "tensor_parallel_size": 2,
@@ -200,10 +202,11 @@ def test_chat_backend_arguments_build_lm_evals_client():
     pytest.importorskip("tenacity")
     from lm_eval.api import registry
 
-    cfg = EvalConfig(backend="local-chat-completions", backend_args={"base_url": "http://127.0.0.1:9/v1/chat/completions"})
+    url = "http://127.0.0.1:9/v1/chat/completions"
+    cfg = EvalConfig(backend="local-chat-completions", backend_args={"base_url": url})
     name, args = backends.model_arguments(cfg, "served-model")
     lm = registry.get_model(name).create_from_arg_obj(args, backends.extra_arguments(cfg))
-    assert lm.model == "served-model" and lm.base_url == "http://127.0.0.1:9/v1/chat/completions"
+    assert lm.model == "served-model" and lm.base_url == url
 
 
 def test_intervals_and_metric_names():
@@ -224,7 +227,8 @@ def test_eval_and_compare_commands_parse():
     cli.add_parsers(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["eval", "--model", "m", "--suite", "tiny", "--json", "o.json", "--limit", "5",
                               "--set", "eval.backend=vllm"])
-    assert (args.model, args.suite, args.json, args.limit, args.set) == ("m", "tiny", "o.json", 5, ["eval.backend=vllm"])
+    parsed = (args.model, args.suite, args.json, args.limit, args.set)
+    assert parsed == ("m", "tiny", "o.json", 5, ["eval.backend=vllm"])
     args = parser.parse_args(["compare", "base", "sft", "--suite", "tiny"])
     assert args.refs == ["base", "sft"] and args.func.__name__ == "_compare"
 

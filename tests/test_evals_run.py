@@ -136,7 +136,8 @@ def test_cached_eval_does_no_model_work_and_mlflow_has_everything(tiny_checkpoin
     assert params["model_hash"] == record["tags"]["harness.model_hash"]
 
     samples = store.load_table(again.run_id, "samples/tiny_arithmetic_gen.jsonl", results)
-    assert {"doc_id", "item_id", "prompt", "target", "response", "verifier,none", "verifier,strict-match"} <= set(samples)
+    columns = {"doc_id", "item_id", "prompt", "target", "response", "verifier,none", "verifier,strict-match"}
+    assert columns <= set(samples)
     assert samples.item_id.str.startswith("arithmetic-").all()
     assert samples.prompt.str.startswith("<|user|>What is").all()  # the chat template was applied
     lm_json = json.loads(Path(store.client(store.tracking_uri(results)).download_artifacts(
@@ -193,7 +194,8 @@ def test_small_tasks_share_one_call_and_are_cached_one_by_one(tiny_checkpoint, r
     calls.clear()
     changed = tmp_path / "changed.yaml"  # the same suite with one task under another limit
     text = (SUITES / "tiny.yaml").read_text().replace("task_paths: [tiny]", f"task_paths: [{SUITES / 'tiny'}]")
-    changed.write_text(text.replace("    - task: tiny_safety_gen\n", f"    - task: tiny_safety_gen\n      limit: {LIMIT - 2}\n"))
+    entry = "    - task: tiny_safety_gen\n"
+    changed.write_text(text.replace(entry, f"{entry}      limit: {LIMIT - 2}\n"))
     again = evaluate(str(tiny_checkpoint), str(changed), cfg=EvalConfig(limit=LIMIT, device="cpu"), results_dir=results)
     assert calls == [["tiny_safety_gen"]] and again.cached == TINY_TASKS[:-1]
 
@@ -207,7 +209,7 @@ def test_cli_eval_writes_lm_eval_results_plus_aggregates(tiny_checkpoint, result
     assert "overall" in printed and "tiny_safety_mc" in printed and "MLflow run:" in printed
     data = json.loads(out.read_text())
     assert set(data["results"]) == set(TINY_TASKS)
-    assert "acc,none" in data["results"]["tiny_knowledge_mc"] and "acc_stderr,none" in data["results"]["tiny_knowledge_mc"]
+    assert {"acc,none", "acc_stderr,none"} <= set(data["results"]["tiny_knowledge_mc"])
     assert list(data["skills"]) == ["arithmetic", "format", "knowledge", "safety", "overall"]
     assert {"value", "stderr", "ci_low", "ci_high", "n"} <= set(data["skills"]["knowledge"])
     assert data["versions"]["tiny_safety_gen"] == 1.0 and data["label"] == "base"
@@ -321,4 +323,5 @@ def test_backend_arguments_reach_lm_eval(tiny_checkpoint, results, tmp_path, mon
 
 
 def test_suite_result_type():
-    assert SuiteResult.__dataclass_fields__.keys() >= {"model", "suite", "label", "run_id", "scores", "samples", "skills"}
+    fields = {"model", "suite", "label", "run_id", "scores", "samples", "skills"}
+    assert SuiteResult.__dataclass_fields__.keys() >= fields

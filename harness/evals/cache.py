@@ -3,8 +3,9 @@
 The key hashes the checkpoint's content hash; the task's name, and for it and every task under it the YAML config
 from lm-eval's index (``metadata.version``, prompts, generation settings, filters, metrics) and a digest of the
 files beside that YAML (local data, hooks); the suite entry's settings (few-shot, limit, chat template); the
-backend and its arguments; and the lm-eval version. Reading the key needs no task to be built. A finished task is written at once (atomically), so re-evaluating an
-unchanged checkpoint does no model work and an interrupted suite resumes at the first unfinished task.
+backend and its arguments; and the lm-eval version. Reading the key needs no task to be built. A task's output
+is written as soon as its lm-eval call ends (atomically), so re-evaluating an unchanged checkpoint does no model
+work and an interrupted suite resumes at the first unfinished call.
 """
 
 from __future__ import annotations

@@ -64,7 +64,8 @@ class SuiteResult:
 
     def summary(self) -> str:
         """Per-skill scores with 95% CIs, then every task metric, as aligned text for the terminal."""
-        lines = [f"{self.model} on suite {self.suite}" + (f" (cached: {', '.join(self.cached)})" if self.cached else "")]
+        cached = f" (cached: {', '.join(self.cached)})" if self.cached else ""
+        lines = [f"{self.model} on suite {self.suite}{cached}"]
         rows = [("skill", "task", "metric", "value", "95% CI", "n")]
         for r in self.skills.itertuples():
             rows.append((r.skill, "", "score", _fmt(r.value), _fmt_ci(r.ci_low, r.ci_high), str(r.n)))

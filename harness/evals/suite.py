@@ -91,7 +91,8 @@ def find(suite: str) -> Path:
         return path.resolve()
     path = suites_dir() / f"{suite}.yaml"
     if not path.is_file():
-        raise HarnessError(f"unknown suite {suite!r}; available: {', '.join(available()) or 'none'} (in {suites_dir()})")
+        names = ", ".join(available()) or "none"
+        raise HarnessError(f"unknown suite {suite!r}; available: {names} (in {suites_dir()})")
     return path
 
 
@@ -136,7 +137,8 @@ def load(suite: str) -> Suite:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
-        raise HarnessError(f"suite file {str(path)!r} is not valid YAML{f' at line {mark.line + 1}' if mark else ''}") from None
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise HarnessError(f"suite file {str(path)!r} is not valid YAML{where}") from None
     where = f"suite file {str(path)!r}"
     _check_keys(data, SUITE_KEYS, where)
     defaults = _check_keys(data.get("defaults") or {}, [k for k in ENTRY_KEYS if k != "task"], f"{where} defaults")
