@@ -92,3 +92,15 @@ def test_every_stage_evaluated_and_arena_ran(quick_run):
     parent = runs[runs["tags.harness.kind"] == "pipeline"].iloc[0]
     names = {a.path for a in store.client(store.tracking_uri(quick_run)).list_artifacts(parent["run_id"])}
     assert any(n.endswith(".csv") for n in names) or any("stage" in n for n in names)
+
+
+def test_mlflow_search_runs_sees_the_same_record(quick_run, monkeypatch):
+    import mlflow
+
+    # MLflow's own reader, pointed at the store through the environment (restored after the test).
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store.tracking_uri(quick_run))
+    runs = mlflow.search_runs(experiment_names=["harness"], filter_string="tags.`harness.kind` = 'train'")
+    assert sorted(runs["tags.harness.stage"]) == ["base", "dpo", "rlvr", "sft"]
+    assert set(runs["status"]) == {"FINISHED"}
+    assert runs["tags.mlflow.parentRunId"].nunique() == 1
+    assert (runs["metrics.cost/flops"] > 0).all()
