@@ -20,7 +20,8 @@ from harness.errors import HarnessError
 PACKAGE_CONFIGS = Path(__file__).parent / "configs"
 
 
-def _f(default: Any, help: str) -> Any:
+def option(default: Any, help: str) -> Any:
+    """A dataclass field with its help string (mutable defaults copied per instance)."""
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata={"help": help})
     return field(default=default, metadata={"help": help})
@@ -28,128 +29,128 @@ def _f(default: Any, help: str) -> Any:
 
 @dataclass
 class RunConfig:
-    name: str = _f("embedded", "Name of the parent MLflow run.")
-    experiment: str = _f("harness", "MLflow experiment name.")
-    seed: int = _f(0, "Seed for data sampling, initialisation and training order.")
-    results: str = _f("results", "Output folder: checkpoints, caches and the default sqlite MLflow store.")
-    registered_model: str = _f("harness-embedded", "MLflow registered-model name for the stage checkpoints.")
-    price_per_hour: float = _f(2.0, "Price of one accelerator-hour (USD) for cost estimates.")
-    threads: int = _f(1, "torch CPU threads per process (1 is fastest on a shared 2-core machine).")
+    name: str = option("embedded", "Name of the parent MLflow run.")
+    experiment: str = option("harness", "MLflow experiment name.")
+    seed: int = option(0, "Seed for data sampling, initialisation and training order.")
+    results: str = option("results", "Output folder: checkpoints, caches and the default sqlite MLflow store.")
+    registered_model: str = option("harness-embedded", "MLflow registered-model name for the stage checkpoints.")
+    price_per_hour: float = option(2.0, "Price of one accelerator-hour (USD) for cost estimates.")
+    threads: int = option(1, "torch CPU threads per process (1 is fastest on a shared 2-core machine).")
 
 
 @dataclass
 class ModelConfig:
-    hidden_size: int = _f(128, "Tiny model: residual width.")
-    layers: int = _f(4, "Tiny model: decoder layers.")
-    heads: int = _f(4, "Tiny model: attention heads.")
-    vocab_size: int = _f(320, "Tiny model: BPE vocabulary size (small: nearly character-level, easy to copy).")
-    trust_remote_code: bool = _f(False, "Allow code shipped with a loaded checkpoint to run.")
+    hidden_size: int = option(128, "Tiny model: residual width.")
+    layers: int = option(4, "Tiny model: decoder layers.")
+    heads: int = option(4, "Tiny model: attention heads.")
+    vocab_size: int = option(320, "Tiny model: BPE vocabulary size (small: nearly character-level, easy to copy).")
+    trust_remote_code: bool = option(False, "Allow code shipped with a loaded checkpoint to run.")
 
 
 @dataclass
 class PretrainConfig:
-    enabled: bool = _f(True, "Build and pretrain the tiny base model (off: start from sft.init).")
-    corpus_lines: int = _f(40000, "Synthetic corpus lines.")
-    steps: int = _f(500, "Optimizer steps (copying appears after ~350 at the defaults).")
-    batch_size: int = _f(32, "Rows per step.")
-    seq_len: int = _f(64, "Tokens per row.")
-    learning_rate: float = _f(2e-3, "Peak learning rate (cosine decay, 5% warmup).")
-    log_every: int = _f(10, "Log the loss every N steps.")
+    enabled: bool = option(True, "Build and pretrain the tiny base model (off: start from sft.init).")
+    corpus_lines: int = option(40000, "Synthetic corpus lines.")
+    steps: int = option(500, "Optimizer steps (copying appears after ~350 at the defaults).")
+    batch_size: int = option(32, "Rows per step.")
+    seq_len: int = option(64, "Tokens per row.")
+    learning_rate: float = option(2e-3, "Peak learning rate (cosine decay, 5% warmup).")
+    log_every: int = option(10, "Log the loss every N steps.")
 
 
 @dataclass
 class SFTConfig:
-    enabled: bool = _f(True, "Run supervised finetuning.")
-    init: str | None = _f(None, "Checkpoint to start from (HF id, folder or MLflow URI); default: the previous stage.")
-    examples_per_skill: int = _f(1000, "Training conversations per skill (arithmetic, format, knowledge, safe how-to).")
-    epochs: float = _f(2.0, "Passes over the data.")
-    batch_size: int = _f(32, "Per-device batch size.")
-    learning_rate: float = _f(1e-3, "Learning rate.")
-    log_every: int = _f(10, "Log every N steps.")
+    enabled: bool = option(True, "Run supervised finetuning.")
+    init: str | None = option(None, "Checkpoint to start from (HF id, folder or MLflow URI); default: the previous stage.")
+    examples_per_skill: int = option(1000, "Training conversations per skill (arithmetic, format, knowledge, safe how-to).")
+    epochs: float = option(2.0, "Passes over the data.")
+    batch_size: int = option(32, "Per-device batch size.")
+    learning_rate: float = option(1e-3, "Learning rate.")
+    log_every: int = option(10, "Log every N steps.")
 
 
 @dataclass
 class DPOConfig:
-    enabled: bool = _f(True, "Run direct preference optimisation.")
-    init: str | None = _f(None, "Checkpoint to start from; default: the previous stage.")
-    pairs: int = _f(1200, "Preference pairs (safety: refuse unsafe, answer safe; plus a quarter format pairs).")
-    arithmetic_fraction: float = _f(0.0, "Share of arithmetic pairs (right over wrong number); 0 leaves it to RLVR.")
-    epochs: float = _f(2.0, "Passes over the pairs.")
-    batch_size: int = _f(32, "Per-device batch size.")
-    learning_rate: float = _f(5e-4, "Learning rate.")
-    beta: float = _f(0.1, "DPO temperature (strength of the KL anchor to the reference).")
-    sft_weight: float = _f(1.0, "Weight of the chosen answers' NLL added to the DPO loss (RPO); 0 for pure DPO.")
-    log_every: int = _f(5, "Log every N steps.")
+    enabled: bool = option(True, "Run direct preference optimisation.")
+    init: str | None = option(None, "Checkpoint to start from; default: the previous stage.")
+    pairs: int = option(1200, "Preference pairs (safety: refuse unsafe, answer safe; plus a quarter format pairs).")
+    arithmetic_fraction: float = option(0.0, "Share of arithmetic pairs (right over wrong number); 0 leaves it to RLVR.")
+    epochs: float = option(2.0, "Passes over the pairs.")
+    batch_size: int = option(32, "Per-device batch size.")
+    learning_rate: float = option(5e-4, "Learning rate.")
+    beta: float = option(0.1, "DPO temperature (strength of the KL anchor to the reference).")
+    sft_weight: float = option(1.0, "Weight of the chosen answers' NLL added to the DPO loss (RPO); 0 for pure DPO.")
+    log_every: int = option(5, "Log every N steps.")
 
 
 @dataclass
 class RLVRConfig:
-    enabled: bool = _f(True, "Run GRPO with verifiable rewards.")
-    init: str | None = _f(None, "Checkpoint to start from; default: the previous stage.")
-    prompts: int = _f(512, "Training prompts (arithmetic).")
-    num_generations: int = _f(8, "Completions sampled per prompt (the GRPO group).")
-    batch_size: int = _f(32, "Completions per step (a multiple of num_generations).")
-    max_completion_length: int = _f(8, "Maximum tokens per completion.")
-    learning_rate: float = _f(1e-4, "Learning rate.")
-    beta: float = _f(0.04, "KL coefficient against the reference model.")
-    temperature: float = _f(0.7, "Sampling temperature of the GRPO group.")
-    epochs: float = _f(1.0, "Passes over the prompts.")
-    log_every: int = _f(2, "Log every N steps.")
+    enabled: bool = option(True, "Run GRPO with verifiable rewards.")
+    init: str | None = option(None, "Checkpoint to start from; default: the previous stage.")
+    prompts: int = option(512, "Training prompts (arithmetic).")
+    num_generations: int = option(8, "Completions sampled per prompt (the GRPO group).")
+    batch_size: int = option(32, "Completions per step (a multiple of num_generations).")
+    max_completion_length: int = option(8, "Maximum tokens per completion.")
+    learning_rate: float = option(1e-4, "Learning rate.")
+    beta: float = option(0.04, "KL coefficient against the reference model.")
+    temperature: float = option(0.7, "Sampling temperature of the GRPO group.")
+    epochs: float = option(1.0, "Passes over the prompts.")
+    log_every: int = option(2, "Log every N steps.")
 
 
 @dataclass
 class EvalConfig:
-    enabled: bool = _f(True, "Evaluate every stage's checkpoint.")
-    suite: str = _f("tiny", "Suite name (suites/<name>.yaml) or a suite YAML file.")
-    batch_size: int = _f(64, "lm-eval batch size.")
-    limit: int | None = _f(None, "Evaluate at most this many items per task (None: all; a suite's own limit wins).")
-    backend: str = _f("hf", "lm-eval model backend: hf (default), vllm or local-chat-completions.")
-    backend_args: dict = _f({}, "Extra lm-eval model_args for the backend (e.g. base_url for local-chat-completions).")
-    cache: bool = _f(True, "Reuse cached results for an unchanged checkpoint, task version and settings.")
-    device: str | None = _f(None, "torch device for the hf backend (None: cuda when available, else cpu).")
-    bootstrap_iters: int = _f(100000, "lm-eval bootstrap rounds for the stderr of non-mean metrics (0: none).")
-    group_items: int = _f(2000, "Tasks with the same settings share one lm-eval call while their items add up to at "
+    enabled: bool = option(True, "Evaluate every stage's checkpoint.")
+    suite: str = option("tiny", "Suite name (suites/<name>.yaml) or a suite YAML file.")
+    batch_size: int = option(64, "lm-eval batch size.")
+    limit: int | None = option(None, "Evaluate at most this many items per task (None: all; a suite's own limit wins).")
+    backend: str = option("hf", "lm-eval model backend: hf (default), vllm or local-chat-completions.")
+    backend_args: dict = option({}, "Extra lm-eval model_args for the backend (e.g. base_url for local-chat-completions).")
+    cache: bool = option(True, "Reuse cached results for an unchanged checkpoint, task version and settings.")
+    device: str | None = option(None, "torch device for the hf backend (None: cuda when available, else cpu).")
+    bootstrap_iters: int = option(100000, "lm-eval bootstrap rounds for the stderr of non-mean metrics (0: none).")
+    group_items: int = option(2000, "Tasks with the same settings share one lm-eval call while their items add up to at "
                                 "most this (fewer partial batches); larger tasks run alone, so an interrupted suite "
                                 "resumes task by task. 0: one call per task.")
 
 
 @dataclass
 class ArenaConfig:
-    enabled: bool = _f(True, "Run a pairwise arena between the stages' checkpoints.")
-    judge: str = _f("verifier", "Judge: verifier, reward-model or llm.")
-    prompt_file: str | None = _f(None, "Prompt set (JSONL: id, prompt or messages, optional reference, skill); "
+    enabled: bool = option(True, "Run a pairwise arena between the stages' checkpoints.")
+    judge: str = option("verifier", "Judge: verifier, reward-model or llm.")
+    prompt_file: str | None = option(None, "Prompt set (JSONL: id, prompt or messages, optional reference, skill); "
                                        "None: the embedded suites/arena/tiny.jsonl.")
-    prompts: int = _f(200, "Arena prompts taken from the prompt set (its first N; 0: all).")
-    mode: str = _f("round-robin", "round-robin (every pair of models) or baseline (every model against the baseline).")
-    baseline: str | None = _f(None, "Model the others are measured against (win rate, LC win rate, win probability); "
+    prompts: int = option(200, "Arena prompts taken from the prompt set (its first N; 0: all).")
+    mode: str = option("round-robin", "round-robin (every pair of models) or baseline (every model against the baseline).")
+    baseline: str | None = option(None, "Model the others are measured against (win rate, LC win rate, win probability); "
                                     "the pipeline uses its base stage when None.")
-    max_new_tokens: int = _f(16, "Generation length.")
-    temperature: float = _f(0.0, "Sampling temperature (0: greedy).")
-    top_p: float = _f(1.0, "Nucleus sampling mass (used when temperature > 0).")
-    batch_size: int = _f(16, "Prompts per generation batch.")
-    device: str | None = _f(None, "torch device for generation and the reward model (None: cuda when available, "
+    max_new_tokens: int = option(16, "Generation length.")
+    temperature: float = option(0.0, "Sampling temperature (0: greedy).")
+    top_p: float = option(1.0, "Nucleus sampling mass (used when temperature > 0).")
+    batch_size: int = option(16, "Prompts per generation batch.")
+    device: str | None = option(None, "torch device for generation and the reward model (None: cuda when available, "
                                   "else cpu).")
-    cache: bool = _f(True, "Reuse cached answers and judgements (keyed by checkpoint hash, prompt and settings).")
-    bootstrap: int = _f(1000, "Bootstrap rounds for rating CIs.")
-    reward_model: str | None = _f(None, "Reward model for judge=reward-model (HF id or folder); None: train a tiny "
+    cache: bool = option(True, "Reuse cached answers and judgements (keyed by checkpoint hash, prompt and settings).")
+    bootstrap: int = option(1000, "Bootstrap rounds for rating CIs.")
+    reward_model: str | None = option(None, "Reward model for judge=reward-model (HF id or folder); None: train a tiny "
                                         "one from the pipeline's preference data.")
-    rm_pairs: int = _f(512, "Tiny reward model: preference pairs (a fifth of them held out for its accuracy).")
-    rm_epochs: float = _f(2.0, "Tiny reward model: passes over the training pairs.")
-    rm_batch_size: int = _f(32, "Tiny reward model: per-device batch size.")
-    rm_learning_rate: float = _f(3e-3, "Tiny reward model: learning rate.")
-    rm_tie_margin: float = _f(0.05, "Reward-model judge: score differences up to this are a tie.")
-    rm_strong_margin: float = _f(1.0, "Reward-model judge: score differences above this are a strong win (A>>B).")
-    judge_base_url: str | None = _f(None, "LLM judge: OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1.")
-    judge_model: str | None = _f(None, "LLM judge: model name sent to the endpoint.")
-    judge_api_key_env: str = _f("OPENAI_API_KEY", "LLM judge: NAME of the environment variable holding the API key "
+    rm_pairs: int = option(512, "Tiny reward model: preference pairs (a fifth of them held out for its accuracy).")
+    rm_epochs: float = option(2.0, "Tiny reward model: passes over the training pairs.")
+    rm_batch_size: int = option(32, "Tiny reward model: per-device batch size.")
+    rm_learning_rate: float = option(3e-3, "Tiny reward model: learning rate.")
+    rm_tie_margin: float = option(0.05, "Reward-model judge: score differences up to this are a tie.")
+    rm_strong_margin: float = option(1.0, "Reward-model judge: score differences above this are a strong win (A>>B).")
+    judge_base_url: str | None = option(None, "LLM judge: OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1.")
+    judge_model: str | None = option(None, "LLM judge: model name sent to the endpoint.")
+    judge_api_key_env: str = option("OPENAI_API_KEY", "LLM judge: NAME of the environment variable holding the API key "
                                                   "(the key itself is never read from config nor logged).")
-    judge_max_tokens: int = _f(1024, "LLM judge: maximum tokens of the judge's reply.")
-    judge_timeout_s: float = _f(60.0, "LLM judge: seconds before a call times out.")
-    judge_retries: int = _f(3, "LLM judge: retries after a timeout, connection error, HTTP 429 or 5xx.")
-    judge_backoff_s: float = _f(1.0, "LLM judge: first retry delay; doubles every retry.")
-    judge_concurrency: int = _f(4, "LLM judge: calls in flight at once.")
-    judge_input_usd_per_mtok: float = _f(0.0, "LLM judge: price of a million prompt tokens (USD), for cost records.")
-    judge_output_usd_per_mtok: float = _f(0.0, "LLM judge: price of a million completion tokens (USD).")
+    judge_max_tokens: int = option(1024, "LLM judge: maximum tokens of the judge's reply.")
+    judge_timeout_s: float = option(60.0, "LLM judge: seconds before a call times out.")
+    judge_retries: int = option(3, "LLM judge: retries after a timeout, connection error, HTTP 429 or 5xx.")
+    judge_backoff_s: float = option(1.0, "LLM judge: first retry delay; doubles every retry.")
+    judge_concurrency: int = option(4, "LLM judge: calls in flight at once.")
+    judge_input_usd_per_mtok: float = option(0.0, "LLM judge: price of a million prompt tokens (USD), for cost records.")
+    judge_output_usd_per_mtok: float = option(0.0, "LLM judge: price of a million completion tokens (USD).")
 
 
 @dataclass

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.config import ArenaConfig, EvalConfig, parse_override
+from harness.config import ArenaConfig, EvalConfig, option, parse_override
 from harness.errors import HarnessError
 
 CORRECTIONS = ("holm", "bh")
@@ -33,38 +33,32 @@ METRIC_SETS = ("headline", "all")
 LAST_PASS = "last-pass"
 
 
-def _f(default: Any, help: str) -> Any:
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata={"help": help})
-    return field(default=default, metadata={"help": help})
-
-
 @dataclass
 class NightlyConfig:
-    suite: str = _f("tiny", "Eval suite (suites/<name>.yaml or a YAML file); pin it: a new suite version starts a "
+    suite: str = option("tiny", "Eval suite (suites/<name>.yaml or a YAML file); pin it: a new suite version starts a "
                             "new history.")
-    baseline: str = _f("champion", "Baseline when --baseline is not given: an alias of registered_model, a model "
+    baseline: str = option("champion", "Baseline when --baseline is not given: an alias of registered_model, a model "
                                    f"(folder, hub id, models:/ URI) or '{LAST_PASS}' (the latest passing nightly of "
                                    "the same suite version).")
-    registered_model: str = _f("harness-embedded", "Registered model whose aliases name baselines and which "
+    registered_model: str = option("harness-embedded", "Registered model whose aliases name baselines and which "
                                                    "--promote updates.")
-    alias: str = _f("champion", "Alias that --promote moves to the candidate when the nightly passes.")
-    metrics: str = _f("headline", "Metrics compared: headline (each suite entry's metric) or all (every per-item "
+    alias: str = option("champion", "Alias that --promote moves to the candidate when the nightly passes.")
+    metrics: str = option("headline", "Metrics compared: headline (each suite entry's metric) or all (every per-item "
                                   "metric of every task).")
-    correction: str = _f("holm", "Multiple-comparison control across all compared metrics: holm (familywise "
+    correction: str = option("holm", "Multiple-comparison control across all compared metrics: holm (familywise "
                                  "error) or bh (Benjamini-Hochberg false discovery rate).")
-    alpha: float = _f(0.05, "Familywise error (holm) or false discovery rate (bh) of the verdicts.")
-    min_effect: float = _f(0.0, "Smallest drop worth an alarm, in score units (0.01 = 1 point of a 0..1 score), "
+    alpha: float = option(0.05, "Familywise error (holm) or false discovery rate (bh) of the verdicts.")
+    min_effect: float = option(0.0, "Smallest drop worth an alarm, in score units (0.01 = 1 point of a 0..1 score), "
                                 "for every metric not named in min_effects.")
-    min_effects: dict = _f({}, "Per-metric minimum effect: 'task/metric' (lm-eval key, e.g. "
+    min_effects: dict = option({}, "Per-metric minimum effect: 'task/metric' (lm-eval key, e.g. "
                                "'gsm8k/exact_match,strict-match') or a metric key for every task ('acc,none').")
-    rounds: int = _f(10000, "Permutation and bootstrap rounds for continuous metrics.")
-    seed: int = _f(0, "Seed of the permutation test and the bootstrap.")
-    history: int = _f(10, "Nightlies shown in each metric's trend (this one included).")
-    experiment: str = _f("harness", "MLflow experiment of the nightly and its eval runs.")
-    results: str = _f("results", "Results folder: eval cache and the default sqlite MLflow store.")
-    threads: int = _f(1, "torch CPU threads.")
-    trust_remote_code: bool = _f(False, "Allow code shipped with a checkpoint to run.")
+    rounds: int = option(10000, "Permutation and bootstrap rounds for continuous metrics.")
+    seed: int = option(0, "Seed of the permutation test and the bootstrap.")
+    history: int = option(10, "Nightlies shown in each metric's trend (this one included).")
+    experiment: str = option("harness", "MLflow experiment of the nightly and its eval runs.")
+    results: str = option("results", "Results folder: eval cache and the default sqlite MLflow store.")
+    threads: int = option(1, "torch CPU threads.")
+    trust_remote_code: bool = option(False, "Allow code shipped with a checkpoint to run.")
     eval: EvalConfig = field(default_factory=EvalConfig, metadata={"help": "Eval settings (harness.config)."})
     arena: ArenaConfig = field(default_factory=lambda: ArenaConfig(enabled=False), metadata={
         "help": "Arena of candidate against baseline (off unless enabled: Elo delta and win probability)."})

@@ -59,6 +59,17 @@ def _softplus(z: np.ndarray) -> np.ndarray:
     return np.logaddexp(0.0, z)
 
 
+def _margins(
+    x: np.ndarray, i: np.ndarray, j: np.ndarray, n_models: int, features: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ratings θ = x[:n_models] and each pair's logit θ_i − θ_j (+ style features · coefficients)."""
+    theta = x[:n_models]
+    z = theta[i] - theta[j]
+    if features is not None:
+        z = z + features @ x[n_models:]
+    return theta, z
+
+
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * z))
 
@@ -91,10 +102,7 @@ def objective(
     Returns:
         The objective value.
     """
-    theta = x[:n_models]
-    z = theta[i] - theta[j]
-    if features is not None:
-        z = z + features @ x[n_models:]
+    theta, z = _margins(x, i, j, n_models, features)
     return float(np.sum(n * _softplus(z) - score * z) + 0.5 * l2 * theta @ theta)
 
 
@@ -110,10 +118,7 @@ def gradient(
     l2: float = 0.0,
 ) -> np.ndarray:
     """Analytic gradient of `objective` (same arguments)."""
-    theta = x[:n_models]
-    z = theta[i] - theta[j]
-    if features is not None:
-        z = z + features @ x[n_models:]
+    theta, z = _margins(x, i, j, n_models, features)
     r = n * _sigmoid(z) - score
     g_theta = np.bincount(i, r, n_models) - np.bincount(j, r, n_models) + l2 * theta
     if features is None:
@@ -133,10 +138,7 @@ def hessian(
     l2: float = 0.0,
 ) -> np.ndarray:
     """Analytic Hessian of `objective` (same arguments); singular along "shift all θ" when `l2` is 0."""
-    theta = x[:n_models]
-    z = theta[i] - theta[j]
-    if features is not None:
-        z = z + features @ x[n_models:]
+    theta, z = _margins(x, i, j, n_models, features)
     p = _sigmoid(z)
     return _hessian_from_weights(n * p * (1.0 - p), i, j, n_models, features, l2)
 
