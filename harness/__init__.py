@@ -6,7 +6,7 @@ The public API, one name per line below; everything is imported on first use (PE
 
 from __future__ import annotations
 
-import importlib
+from harness.lazy import attach
 
 _API = {
     # configuration and the main job
@@ -15,7 +15,7 @@ _API = {
     "run_pipeline": "harness.runner",
     "HarnessError": "harness.errors",
     # models and data
-    "load_model": ("harness.models.load", "load"),
+    "load_model": "harness.models.load:load",
     "verify": "harness.data.verifiers",
     "reward": "harness.data.verifiers",
     # evaluation, arenas, ratings, nightly statistics
@@ -34,15 +34,4 @@ _API = {
 __all__ = sorted(_API)
 
 
-def __getattr__(name: str):
-    if name in _API:
-        target = _API[name]
-        module, attr = target if isinstance(target, tuple) else (target, name)
-        value = getattr(importlib.import_module(module), attr)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'harness' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = attach(globals(), _API)

@@ -16,7 +16,7 @@ Modules, in data-flow order: `prompts`, `answers`, `judges` (+ `llm_judge`), `ba
 
 from __future__ import annotations
 
-import importlib
+from harness.lazy import attach
 
 # name → module; imported on first use (PEP 562) so `harness --help` does not load pandas or torch.
 _API = {
@@ -39,16 +39,7 @@ _API = {
 }
 
 
-def __getattr__(name: str):
-    if name in _API:
-        value = getattr(importlib.import_module(f"harness.arena.{_API[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'harness.arena' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = attach(globals(), _API)
 
 
 __all__ = [

@@ -16,7 +16,7 @@ record), `html` (page template and escaping), `report`, `dashboard`, `cli` (``ha
 
 from __future__ import annotations
 
-import importlib
+from harness.lazy import attach
 
 # name → module; imported on first use (PEP 562) so that `harness --help` loads no heavy library.
 _API = {
@@ -36,16 +36,7 @@ _API = {
 }
 
 
-def __getattr__(name: str):
-    if name in _API:
-        value = getattr(importlib.import_module(f"harness.nightly.{_API[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'harness.nightly' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = attach(globals(), _API)
 
 
 __all__ = sorted(_API)

@@ -15,7 +15,7 @@ Modules, in data-flow order:
 
 from __future__ import annotations
 
-import importlib
+from harness.lazy import attach
 
 # The public API: name → the module that defines it. Imports are lazy (PEP 562) so that `harness.ratings.cli`,
 # which lives in this package, loads without numpy, pandas or scipy and `harness --help` stays fast.
@@ -49,16 +49,7 @@ _API = {
 }
 
 
-def __getattr__(name: str):
-    if name in _API:
-        value = getattr(importlib.import_module(f"harness.ratings.{_API[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'harness.ratings' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = attach(globals(), _API)
 
 
 __all__ = [
