@@ -237,6 +237,21 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.strip().split("."), value
 
 
+def apply_yaml(cfg: Any, path: str | Path) -> None:
+    """Apply a YAML file's keys to the config dataclass `cfg` (unknown keys and wrong types raise)."""
+    _apply(cfg, _read_yaml(Path(path)), "")
+
+
+def apply_overrides(cfg: Any, overrides: list[str] | None) -> None:
+    """Apply ``section.key=value`` strings to the config dataclass `cfg`, in order."""
+    for text in overrides or []:
+        keys, value = parse_override(text)
+        nested: Any = value
+        for k in reversed(keys):
+            nested = {k: nested}
+        _apply(cfg, nested, "")
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None, quick: bool = False) -> Config:
     """Resolve the configuration: defaults < quick preset < YAML file < ``--set`` overrides.
 
@@ -250,15 +265,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     """
     cfg = Config()
     if quick:
-        _apply(cfg, _read_yaml(PACKAGE_CONFIGS / "quick.yaml"), "")
+        apply_yaml(cfg, PACKAGE_CONFIGS / "quick.yaml")
     if path is not None:
-        _apply(cfg, _read_yaml(Path(path)), "")
-    for text in overrides or []:
-        keys, value = parse_override(text)
-        nested: Any = value
-        for k in reversed(keys):
-            nested = {k: nested}
-        _apply(cfg, nested, "")
+        apply_yaml(cfg, path)
+    apply_overrides(cfg, overrides)
     return cfg
 
 

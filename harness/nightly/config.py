@@ -23,9 +23,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from harness.config import ArenaConfig, EvalConfig, option, parse_override
+from harness.config import ArenaConfig, EvalConfig, apply_overrides, apply_yaml, option
 from harness.errors import HarnessError
 
 CORRECTIONS = ("holm", "bh")
@@ -96,17 +95,10 @@ def load_nightly_config(path: str | Path | None = None, overrides: list[str] | N
         HarnessError: an unknown key, a value of the wrong type, or a value out of range.
     """
     # One loader for every config file of the harness: the same type checks and the same messages.
-    from harness.config import _apply, _read_yaml
-
     cfg = NightlyConfig()
     if path is not None:
-        _apply(cfg, _read_yaml(Path(path)), "")
-    for text in overrides or []:
-        keys, value = parse_override(text)
-        nested: Any = value
-        for k in reversed(keys):
-            nested = {k: nested}
-        _apply(cfg, nested, "")
+        apply_yaml(cfg, path)
+    apply_overrides(cfg, overrides)
     _check(cfg)
     return cfg
 
