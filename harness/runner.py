@@ -18,7 +18,7 @@ from pathlib import Path
 from harness import provenance
 from harness.config import Config, to_dict
 from harness.errors import HarnessError
-from harness.tracking import store
+from harness.tracking import schema, store
 
 STAGES = ("base", "sft", "dpo", "rlvr")
 
@@ -109,8 +109,8 @@ def _run_stage(
     tmp = ckpt_root / f".{stage}.partial"
     shutil.rmtree(tmp, ignore_errors=True)
     print(f"== stage {stage}" + (f" (from {init})" if init else ""), file=sys.stderr, flush=True)
-    tags = {**tags, "harness.kind": "train", "harness.stage": stage}
-    with store.run(f"train/{stage}", parent=parent, tags=tags) as run:
+    tags = {**tags, **schema.tags(stage=stage)}
+    with store.run(schema.train_run_name(stage), schema.Kind.TRAIN, parent=parent, tags=tags) as run:
         stage_cfg = asdict(_stage_cfg(cfg, stage))
         run.log_params({"stage": stage, "init": init or "scratch", **store.flatten(stage_cfg, "stage.")})
         try:
@@ -126,10 +126,11 @@ def _run_stage(
         run.log_history(result.history)
         cost = result.cost(cfg.run.price_per_hour)
         run.log_metrics({**cost, "parameters": result.parameters, **result.extra_metrics})
-        run.log_dict(to_dict(cfg), "config.yaml")
+        run.write(schema.CONFIG, to_dict(cfg))
         version = store.register_checkpoint(run, final, cfg.run.registered_model, {"stage": stage, "run": cfg.run.name})
-        run.set_tags({"harness.model_version": version, "harness.checkpoint": str(final)})
-    return StageRecord(stage, str(final), result.tokens, result.seconds, cost["cost/usd"], cost["cost/flops"], run.run_id)
+        run.set_tags(schema.tags(model_version=version, checkpoint=str(final)))
+    return StageRecord(stage, str(final), result.tokens, result.seconds, cost[schema.COST["usd"]],
+                       cost[schema.COST["flops"]], run.run_id)
 
 
 def run_pipeline(cfg: Config) -> PipelineResult:
@@ -153,11 +154,12 @@ def run_pipeline(cfg: Config) -> PipelineResult:
     torch.set_num_threads(cfg.run.threads)
     ckpt_root = results / "checkpoints" / cfg.run.name
     ckpt_root.mkdir(parents=True, exist_ok=True)
-    tags = {"harness.kind": "pipeline", **provenance.tags(cfg.run.seed)}
-    with store.run(cfg.run.name, experiment=cfg.run.experiment, results_dir=results, tags=tags) as parent:
+    tags = provenance.tags(cfg.run.seed)
+    with store.run(cfg.run.name, schema.Kind.PIPELINE, experiment=cfg.run.experiment, results_dir=results,
+                   tags=tags) as parent:
         out = PipelineResult(parent.run_id, parent.uri)
         parent.log_params(store.flatten(to_dict(cfg)))
-        parent.log_dict(to_dict(cfg), "config.yaml")
+        parent.write(schema.CONFIG, to_dict(cfg))
         previous: str | None = None
         for stage in STAGES:
             stage_cfg = _stage_cfg(cfg, stage)
@@ -188,12 +190,13 @@ def run_pipeline(cfg: Config) -> PipelineResult:
                 {s.stage: s.checkpoint for s in out.stages}, cfg=cfg.arena, results_dir=results, parent=parent,
                 seed=cfg.run.seed,
             )
+        totals = schema.COST_TOTALS
         parent.log_metrics(
             {
-                "cost/total_usd": sum(s.cost_usd for s in out.stages),
-                "cost/total_tokens": sum(s.tokens for s in out.stages),
-                "cost/total_seconds": sum(s.seconds for s in out.stages),
-                "cost/total_flops": sum(s.flops for s in out.stages),
+                totals["usd"]: sum(s.cost_usd for s in out.stages),
+                totals["tokens"]: sum(s.tokens for s in out.stages),
+                totals["seconds"]: sum(s.seconds for s in out.stages),
+                totals["flops"]: sum(s.flops for s in out.stages),
             }
         )
     return out

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from harness.arena.battles import combine, judge_battles, schedule
-from harness.arena.judges import Judgement, VerifierJudge
+from harness.arena.judges import VerifierJudge
+from harness.arena.verdicts import Judgement
 from harness.arena.llm_judge import MalformedVerdict, parse_verdict
 from harness.arena.prompts import read_prompts, tiny_rows, TINY_PROMPTS
 from harness.errors import HarnessError

@@ -24,7 +24,7 @@ import pandas as pd
 import pytest
 
 from harness.cli import main
-from harness.tracking import store
+from harness.tracking import schema, store
 
 pytestmark = pytest.mark.slow
 
@@ -190,20 +190,20 @@ def _log_hostile_eval_run(results: Path) -> None:
     runs = store.search_runs(store.tracking_uri(results), "harness", "tags.`harness.kind` = 'eval' and "
                              "tags.`harness.stage` = 'rlvr'")
     source = runs.iloc[0]["run_id"]
-    lm_eval = store.load_json(source, "lm_eval_results.json", results)
-    tags = {"harness.kind": "eval", "harness.model": f"/ckpt/{XSS}", "harness.model_hash": "0" * 16,
-            "harness.suite": "tiny"}
-    with store.run("eval-hostile-tiny", experiment="harness", results_dir=results, tags=tags) as run:
-        run.log_dict(lm_eval, "lm_eval_results.json")
-        run.log_table(store.load_table(source, "scores.csv", results), "scores.csv")
-        skills = store.load_table(source, "skills.csv", results)
+    lm_eval = store.read(source, schema.LM_EVAL_RESULTS, results)
+    tags = schema.tags(model=f"/ckpt/{XSS}", model_hash="0" * 16, suite="tiny")
+    with store.run("eval-hostile-tiny", schema.Kind.EVAL, experiment="harness", results_dir=results,
+                   tags=tags) as run:
+        run.write(schema.LM_EVAL_RESULTS, lm_eval)
+        run.write(schema.SCORES, store.read(source, schema.SCORES, results))
+        skills = store.read(source, schema.SKILLS, results)
         better = {c: np.minimum(skills[c] + 0.5, 1.0) for c in ("value", "ci_low", "ci_high")}
-        run.log_table(skills.assign(**better), "skills.csv")  # ranks first
+        run.write(schema.SKILLS, skills.assign(**better))  # ranks first
         for i, task in enumerate(lm_eval["n-samples"]):
-            samples = store.load_jsonl(source, f"samples/{task}.jsonl", results)
+            samples = store.read(source, schema.samples(task), results)
             if i == 0:
                 samples.loc[0, "response"] = XSS
-            run.log_table(samples, f"samples/{task}.jsonl")
+            run.write(schema.samples(task), samples)
 
 
 def _checkpoints(results: Path) -> int:
@@ -261,7 +261,7 @@ def test_nightly_report_renders_without_errors(results, page):
 
 def test_nightly_report_keeps_a_script_in_a_model_answer_as_text(results, page):
     from harness.nightly import report
-    from harness.nightly.run import NightlyResult
+    from harness.nightly.result import NightlyResult
     from harness.nightly.sides import Side
     from harness.nightly.stats import PairedScores, compare_suite
 

@@ -15,9 +15,10 @@ from harness.evals import (SuiteResult, compare, evaluate, format_stage_skill_ta
                            stage_skill_table)
 from harness.evals import backends
 from harness.evals import run as eval_run
-from harness.tracking import store
+from harness.resources import resource_path
+from harness.tracking import schema, store
 
-SUITES = Path(__file__).resolve().parents[1] / "suites"
+SUITES = resource_path("suites")  # the packaged suites, wherever harness is installed
 TINY_TASKS = ["tiny_arithmetic_gen", "tiny_format_gen", "tiny_format_ifeval", "tiny_knowledge_mc",
               "tiny_knowledge_gen", "tiny_safety_mc", "tiny_safety_gen"]
 LIMIT = 8
@@ -104,7 +105,7 @@ def test_cached_eval_does_no_model_work_and_mlflow_has_everything(tiny_checkpoin
         raise AssertionError("a cached eval must not load the model")
 
     monkeypatch.setattr(backends, "create", no_model)
-    with store.run("pipeline", results_dir=results) as parent:
+    with store.run("pipeline", schema.Kind.PIPELINE, results_dir=results) as parent:
         again = evaluate(str(tiny_checkpoint), "tiny", cfg=cfg, results_dir=results, label="base", parent=parent)
     assert again.cached == TINY_TASKS
     pd.testing.assert_frame_equal(first.scores, again.scores)
@@ -135,7 +136,7 @@ def test_cached_eval_does_no_model_work_and_mlflow_has_everything(tiny_checkpoin
     assert params["task.tiny_knowledge_mc.num_fewshot"] == "0" and params["batch_size"] == str(cfg.batch_size)
     assert params["model_hash"] == record["tags"]["harness.model_hash"]
 
-    samples = store.load_table(again.run_id, "samples/tiny_arithmetic_gen.jsonl", results)
+    samples = store.read(again.run_id, schema.samples("tiny_arithmetic_gen"), results)
     columns = {"doc_id", "item_id", "prompt", "target", "response", "verifier,none", "verifier,strict-match"}
     assert columns <= set(samples)
     assert samples.item_id.str.startswith("arithmetic-").all()
@@ -143,7 +144,7 @@ def test_cached_eval_does_no_model_work_and_mlflow_has_everything(tiny_checkpoin
     lm_json = json.loads(Path(store.client(store.tracking_uri(results)).download_artifacts(
         again.run_id, "lm_eval_results.json")).read_text())
     assert set(lm_json["results"]) == set(TINY_TASKS)
-    scores = store.load_table(again.run_id, "scores.csv", results)
+    scores = store.read(again.run_id, schema.SCORES, results)
     assert list(scores.columns) == ["skill", "task", "metric", "value", "stderr", "ci_low", "ci_high", "n"]
     assert (scores.ci_low.dropna() >= 0).all() and (scores.ci_high.dropna() <= 1).all()
 
@@ -263,17 +264,17 @@ def test_compare_and_stage_skill_table(tiny_checkpoint, results, cfg, capsys):
     assert wide[("knowledge", "value")]["base"] == pytest.approx(stages["base"].skill("knowledge"))
     text = format_stage_skill_table(wide)
     assert text.splitlines()[0].split() == ["stage", "arithmetic", "format", "knowledge", "safety", "overall"]
-    with store.run("pipeline", results_dir=results) as parent:
+    with store.run("pipeline", schema.Kind.PIPELINE, results_dir=results) as parent:
         log_stage_skill_table(parent, stages)
     listed = {a.path for a in store.client(store.tracking_uri(results)).list_artifacts(parent.run_id)}
     assert {"stage_skill.csv", "stage_skill.png", "stage_skill.txt"} <= listed
-    long = store.load_table(parent.run_id, "stage_skill.csv", results)
+    long = store.read(parent.run_id, schema.STAGE_SKILL_TABLE, results)
     assert list(long.columns) == ["stage", "skill", "value", "stderr", "ci_low", "ci_high", "n"] and len(long) == 10
 
 
 def test_mlflow_model_uri_is_the_same_checkpoint(tiny_checkpoint, results, cfg):
     folder = evaluate(str(tiny_checkpoint), "tiny", cfg=cfg, results_dir=results)
-    with store.run("train", results_dir=results) as run:
+    with store.run("train", schema.Kind.TRAIN, results_dir=results) as run:
         version = store.register_checkpoint(run, tiny_checkpoint, "tiny-evals", {"stage": "base"})
     uri = f"models:/tiny-evals/{version}"
     registered = evaluate(uri, "tiny", cfg=cfg, results_dir=results)

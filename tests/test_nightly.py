@@ -16,10 +16,11 @@ from harness.evals import suite as suites
 from harness.nightly import html as h
 from harness.nightly import records, report, sides
 from harness.nightly.config import NightlyConfig, load_nightly_config
-from harness.nightly.run import NightlyResult
+from harness.nightly.result import NightlyResult
 from harness.nightly.stats import PairedScores, compare_suite
+from harness.resources import resource_path
 
-SUITES = Path(__file__).resolve().parents[1] / "suites"
+SUITES = resource_path("suites")  # the packaged suites, wherever harness is installed
 XSS = "<script>document.title='pwned'</script>"
 
 

@@ -12,11 +12,12 @@ import pandas as pd
 import pytest
 
 from harness.cli import main
-from harness.tracking import store
+from harness.resources import resource_path
+from harness.tracking import schema, store
 
 pytestmark = pytest.mark.slow
 
-SUITES = Path(__file__).resolve().parents[1] / "suites"
+SUITES = resource_path("suites")  # the packaged suites, wherever harness is installed
 MODEL = "harness-embedded"
 # The quick pipeline evaluated 40 items per task: the same limit keeps the eval cache warm.
 LIMIT = ["--set", "eval.limit=40"]
@@ -123,7 +124,7 @@ def test_identical_models_pass_and_the_mlflow_record_lines_up_with_eval_runs(res
     client = store.client(store.tracking_uri(results))
     files = {a.path for a in client.list_artifacts(nightly["run_id"], "nightly")}
     assert {"nightly/report.md", "nightly/report.html", "nightly/comparisons.csv", "nightly/config.yaml"} <= files
-    table = store.load_table(nightly["run_id"], "nightly/comparisons.csv", results)
+    table = store.read(nightly["run_id"], schema.NIGHTLY_COMPARISONS, results)
     assert set(table["test"]) == {"mcnemar_exact"} and set(table["verdict"]) == {"no change"}
 
 
@@ -230,7 +231,7 @@ def test_config_file_sets_the_correction_and_minimum_effects(results, ckpt, tmp_
     assert "Benjamini-Hochberg across 7 metrics" in out
     nightly = _nightlies(results).iloc[0]
     assert nightly["params.nightly.correction"] == "bh" and nightly["params.nightly.min_effect"] == "0.5"
-    table = store.load_table(nightly["run_id"], "nightly/comparisons.csv", results).set_index("task")
+    table = store.read(nightly["run_id"], schema.NIGHTLY_COMPARISONS, results).set_index("task")
     assert table.loc["tiny_safety_mc", "min_effect"] == 0.01 and table.loc["tiny_knowledge_mc", "min_effect"] == 0.5
     assert (table["correction"] == "bh").all()
     bad = tmp_path / "bad.yaml"

@@ -4,13 +4,14 @@ Public surface (heavy imports — torch, transformers, pandas, MLflow — happen
 
 - `run_arena(models, cfg=, results_dir=, parent=, seed=)` → `ArenaResult`: any checkpoints, any prompt set
 - `pipeline_arena(checkpoints, cfg=, results_dir=, parent=, seed=, dpo_pairs_seed=)`: the step of `harness run`
-- `read_prompts(path, limit)`: a checked prompt set (the embedded ``suites/arena/tiny.jsonl`` by default)
+- `read_prompts(path, limit)`: a checked prompt set (the packaged ``harness/suites/arena/tiny.jsonl`` by default)
 - `generate(models, prompts, settings, ...)`: cached, batched answers; `GenerationSettings`
 - judges: `VerifierJudge`, `RewardModelJudge`, `LLMJudge`, `build_judge(cfg)`, the `Judgement` record, `VERDICTS`
 - `schedule(models, mode, baseline)`, `judge_battles(judge, prompts, answers, pairs)`: battles in both orders
 - `rate(battles, answers, baseline=)`: the leaderboard through `harness.ratings`
 
-Modules, in data-flow order: `prompts`, `answers`, `judges` (+ `llm_judge`), `battles`, `leaderboard`, `arena`
+Modules, in data-flow order: `prompts`, `answers`, `verdicts` (the judgement record and the `Judge`
+protocol), `judges` (+ `llm_judge`), `battles`, `leaderboard`, `arena`
 (orchestration and MLflow records), `cli`.
 """
 
@@ -26,8 +27,9 @@ _API = {
     "read_prompts": "prompts",
     "GenerationSettings": "answers",
     "generate": "answers",
-    "VERDICTS": "judges",
-    "Judgement": "judges",
+    "VERDICTS": "verdicts",
+    "Judgement": "verdicts",
+    "Judge": "verdicts",
     "VerifierJudge": "judges",
     "RewardModelJudge": "judges",
     "build_judge": "judges",
@@ -45,6 +47,7 @@ __getattr__, __dir__ = attach(globals(), _API)
 __all__ = [
     "ArenaResult",
     "GenerationSettings",
+    "Judge",
     "Judgement",
     "LLMJudge",
     "RewardModelJudge",

@@ -29,7 +29,7 @@ import pandas as pd
 
 from harness.config import ArenaConfig
 from harness.errors import HarnessError
-from harness.tracking import store
+from harness.tracking import schema, store
 
 
 @dataclass
@@ -71,7 +71,7 @@ def _report_failures(failures: pd.DataFrame, total: int) -> None:
     kinds = Counter(e.split(":")[0] for e in failures["error"])
     detail = ", ".join(f"{n} {kind}" for kind, n in kinds.most_common())
     print(f"harness: warning: {len(failures)} of {total} judgements failed ({detail}); their battles are left out "
-          "of the ratings, not counted as ties (see arena/failures.jsonl)", file=sys.stderr)
+          f"of the ratings, not counted as ties (see {schema.ARENA_FAILURES.path})", file=sys.stderr)
 
 
 def _params(models: dict[str, str], hashes: dict[str, str], cfg: ArenaConfig, judge, prompts: list[dict],
@@ -129,7 +129,7 @@ def _arena(
     prompts, pairs, hashes = inputs
     settings = GenerationSettings(cfg.max_new_tokens, cfg.temperature, cfg.top_p, seed)
     run.log_params(_params(models, hashes, cfg, judge, prompts, settings, pairs))
-    run.log_dict(asdict(cfg), "arena/config.yaml")
+    run.write(schema.ARENA_CONFIG, asdict(cfg))
     cache = _cache_root(results_dir, cfg)
 
     start = time.perf_counter()
@@ -138,7 +138,7 @@ def _arena(
                        hashes=hashes, device=cfg.device)
     gen_seconds = time.perf_counter() - start
     answers_frame = pd.DataFrame(answers)
-    run.log_table(answers_frame, "arena/answers.jsonl")
+    run.write(schema.ARENA_ANSWERS, answers_frame)
     made = answers_frame[~answers_frame["cached"]]
     gen_stats = {
         "generation/answers": float(len(answers_frame)),
@@ -149,10 +149,10 @@ def _arena(
     }
 
     judged = judge_battles(judge, prompts, answers, pairs, cache_dir=cache / "judgements" if cache else None)
-    run.log_table(judged.battles, "arena/battles.jsonl")
-    run.log_table(judged.judgements, "arena/judgements.jsonl")
+    run.write(schema.ARENA_BATTLES, judged.battles)
+    run.write(schema.ARENA_JUDGEMENTS, judged.judgements)
     if not judged.failures.empty:
-        run.log_table(judged.failures, "arena/failures.jsonl")
+        run.write(schema.ARENA_FAILURES, judged.failures)
     stats = {**gen_stats, **{f"judge/{k}": v for k, v in judged.stats.items()}}
     run.log_metrics(stats)
     _report_failures(judged.failures, int(judged.stats["judgements"]))
@@ -169,7 +169,7 @@ def _arena(
     matrices = {"win_prob": ratings.win_prob, "empirical_win_rate": ratings.empirical_win_rate,
                 "battle_counts": ratings.battle_counts}
     log_ratings(run, board, params=ratings_params, matrices=matrices,
-                figures=arena_figures(board, ratings.win_prob, judge.identity), prefix="arena")
+                figures=arena_figures(board, ratings.win_prob, judge.identity), prefix=schema.ARENA)
     n_failed = int(judged.stats["battles_failed"])
     level = board.attrs.get("level", 0.95)
     print(f"\nArena: {len(prompts)} prompts, {len(models)} models, judge {judge.identity}, {len(judged.battles)} "
@@ -190,7 +190,7 @@ def run_arena(
     parent: store.Run | None = None,
     seed: int = 0,
     experiment: str = "harness",
-    run_name: str = "arena",
+    run_name: str = schema.ARENA_RUN_NAME,
     judge=None,
     out: TextIO | None = None,
     trust_remote_code: bool = False,
@@ -221,12 +221,13 @@ def run_arena(
     inputs = _inputs(models, cfg)
     judge = judge or build_judge(cfg)
     judge.check(inputs[0])
-    tags = {"harness.kind": "arena", "harness.judge": judge.identity, "harness.judge_version": judge.version}
+    tags = schema.tags(judge=judge.identity, judge_version=judge.version)
     if parent is None:
         from harness import provenance
 
         tags.update(provenance.tags(seed))
-    with store.run(run_name, experiment=experiment, results_dir=results_dir, parent=parent, tags=tags) as run:
+    with store.run(run_name, schema.Kind.ARENA, experiment=experiment, results_dir=results_dir, parent=parent,
+                   tags=tags) as run:
         return _arena(run, models, cfg, judge, inputs, results_dir, seed, out or sys.stdout, trust_remote_code)
 
 
@@ -302,11 +303,12 @@ def pipeline_arena(
     else:
         judge = build_judge(cfg)
     judge.check(inputs[0])
-    tags = {"harness.kind": "arena", "harness.judge": judge.identity, "harness.judge_version": judge.version}
-    with store.run("arena", results_dir=results_dir, parent=parent, tags=tags) as run:
+    tags = schema.tags(judge=judge.identity, judge_version=judge.version)
+    with store.run(schema.ARENA_RUN_NAME, schema.Kind.ARENA, results_dir=results_dir, parent=parent,
+                   tags=tags) as run:
         if rm_metrics:
             run.log_metrics(rm_metrics)
-            run.set_tags({"harness.reward_model": judge.identity.split(":", 1)[1]})
+            run.set_tags(schema.tags(reward_model=judge.identity.split(":", 1)[1]))
         result = _arena(run, checkpoints, cfg, judge, inputs, results_dir, seed, out)
     result.stats.update(rm_metrics)
     return result

@@ -26,7 +26,7 @@ from typing import Any
 
 import pandas as pd
 
-from harness.arena.judges import SCORE_A, Judgement
+from harness.arena.verdicts import SCORE_A, Judge, Judgement
 from harness.arena.prompts import prompt_hash
 from harness.errors import HarnessError
 
@@ -67,7 +67,7 @@ def combine(first: Judgement, second: Judgement) -> tuple[str, float]:
 class JudgementCache:
     """Successful judgements of one judge (identity and version), one JSON line each."""
 
-    def __init__(self, cache_dir: str | Path | None, judge) -> None:
+    def __init__(self, cache_dir: str | Path | None, judge: Judge) -> None:
         self.path = None
         self.entries: dict[str, dict] = {}
         if cache_dir is None:
@@ -101,7 +101,7 @@ class JudgementCache:
                 fh.write("".join(json.dumps({"key": k, "judgement": asdict(j)}) + "\n" for k, j in good))
 
 
-def _run_jobs(judge, jobs: list[tuple[str, dict, str, str]], cache: JudgementCache) -> tuple[dict, dict]:
+def _run_jobs(judge: Judge, jobs: list[tuple[str, dict, str, str]], cache: JudgementCache) -> tuple[dict, dict]:
     """Judge every (key, row, first, second) job not in the cache; the judge's own concurrency bounds the threads.
 
     Returns:
@@ -126,7 +126,7 @@ def _run_jobs(judge, jobs: list[tuple[str, dict, str, str]], cache: JudgementCac
     return {**results, **fresh}, fresh
 
 
-def _safe_call(judge, row, a, b) -> Judgement:
+def _safe_call(judge: Judge, row, a, b) -> Judgement:
     try:
         return judge(row, a, b)
     except HarnessError:
@@ -146,7 +146,7 @@ class Judged:
 
 
 def judge_battles(
-    judge,
+    judge: Judge,
     prompts: list[dict[str, Any]],
     answers: list[dict[str, Any]],
     pairs: list[tuple[str, str]],

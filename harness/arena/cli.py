@@ -18,7 +18,7 @@ def add_parsers(sub) -> None:
                    help="models to rate: a folder, hub id or MLflow URI, optionally named NAME=SPEC")
     p.add_argument("--prompts", metavar="FILE",
                    help="prompt set (JSONL: id, prompt or messages, optional reference, skill); default: the "
-                   "embedded suites/arena/tiny.jsonl")
+                   "packaged harness/suites/arena/tiny.jsonl")
     p.add_argument("--limit", type=int, metavar="N", help="use the first N prompts (default: arena.prompts)")
     p.add_argument("--judge", choices=("verifier", "reward-model", "llm"), help="the judge (default: arena.judge)")
     p.add_argument("--baseline", metavar="M", help="measure every model against this one (win rate, LC win rate)")
@@ -80,5 +80,7 @@ def _run(args: argparse.Namespace) -> int:
     torch.set_num_threads(cfg.run.threads)
     result = run_arena(_named(args.models), cfg=arena, results_dir=cfg.run.results, seed=cfg.run.seed,
                        experiment=cfg.run.experiment, trust_remote_code=cfg.model.trust_remote_code)
-    print(f"MLflow run {result.run_id}; battles in its artifact arena/battles.jsonl")
+    from harness.tracking.schema import ARENA_BATTLES
+
+    print(f"MLflow run {result.run_id}; battles in its artifact {ARENA_BATTLES.path}")
     return 0

@@ -17,41 +17,12 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-from dataclasses import dataclass, field
 from typing import Any
 
+from harness.arena.verdicts import Judgement
 from harness.errors import HarnessError
 
-VERDICTS = ("A>>B", "A>B", "A=B", "B>A", "B>>A")
-SCORE_A = {"A>>B": 1.0, "A>B": 1.0, "A=B": 0.5, "B>A": 0.0, "B>>A": 0.0}
 JUDGES = ("verifier", "reward-model", "llm")
-
-
-@dataclass
-class Judgement:
-    """One verdict on one ordered pair of answers (answer A shown first).
-
-    Attributes:
-        verdict: one of `VERDICTS`, or None when the judgement failed.
-        error: why it failed (None when it did not).
-        bothbad: the tie is between two bad answers (the verifier's both-wrong).
-        detail: judge-specific values (scores, the judge's reply).
-        input_tokens, output_tokens, cost_usd, calls, seconds: what the judgement cost (LLM judges).
-    """
-
-    verdict: str | None
-    error: str | None = None
-    bothbad: bool = False
-    detail: dict[str, Any] = field(default_factory=dict)
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_usd: float = 0.0
-    calls: int = 0
-    seconds: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return self.verdict is not None and self.error is None
 
 
 class VerifierJudge:

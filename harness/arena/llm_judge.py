@@ -26,7 +26,7 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from harness.arena.judges import VERDICTS, Judgement
+from harness.arena.verdicts import VERDICTS, Judgement
 from harness.errors import HarnessError
 
 SYSTEM_PROMPT = """\

@@ -1,8 +1,8 @@
 """`harness compare`: eval runs side by side, with 95% CIs and each run's delta to the first (the baseline).
 
-A reference is an MLflow run id, or a name matched against eval runs' ``harness.model`` tag (the ``--model`` that
-was evaluated: folder, hub id or ``models:/...`` URI), then ``harness.stage`` (base, sft...), then the run name;
-the latest matching run wins. Scores come from each run's ``scores.csv`` and ``skills.csv`` artifacts, so MLflow
+A reference is an MLflow run id, or a name matched against finished eval runs' ``model`` tag (the ``--model``
+that was evaluated: folder, hub id or ``models:/...`` URI), then their ``stage`` tag (base, sft...), then the run
+name; the latest matching run wins. Only FINISHED eval runs are compared. Scores come from each run's ``scores.csv`` and ``skills.csv`` artifacts, so MLflow
 stays the single record. The delta's CI assumes independent runs: ±1.96·√(se₀² + seᵢ²).
 """
 
@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from harness.errors import HarnessError
 from harness.evals.result import Z95
+from harness.tracking import schema
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -28,24 +29,27 @@ def find_eval_run(ref: str, *, results_dir: str | os.PathLike, experiment: str, 
     from harness.tracking import store
 
     if _RUN_ID.match(ref):
-        run = store.find_run(ref, results_dir)
-        if run is None:
-            raise HarnessError(f"no MLflow run {ref} in {store.tracking_uri(results_dir)}")
+        run = store.read_run(ref, results_dir)
+        if run["schema"].kind != schema.Kind.EVAL:
+            raise HarnessError(f"run {ref} is not an eval run (kind {run['schema'].kind!r})")
+        if run["status"] != "FINISHED":
+            raise HarnessError(f"eval run {ref} is {run['status']}, not FINISHED: it has no complete scores")
         return run
-    quoted = ref.replace("'", "\\'")
-    base = "tags.`harness.kind` = 'eval'" + (f" and tags.`harness.suite` = '{suite}'" if suite else "")
-    uri = store.tracking_uri(results_dir)
-    for field in ("tags.`harness.model`", "tags.`harness.stage`", "attributes.run_name"):
-        found = store.search_runs(uri, experiment, f"{base} and {field} = '{quoted}'", ["attributes.start_time DESC"])
+    where = {"suite": suite} if suite else {}
+    for field in ("model", "stage"):
+        found = store.find_runs(experiment, schema.Kind.EVAL, results_dir, **where, **{field: ref})
         if len(found):
-            return store.find_run(found.run_id.iloc[0], results_dir)
-    raise HarnessError(f"no eval run matches {ref!r} (by run id, model, stage or run name) in experiment "
-                       f"{experiment!r} of {uri}")
+            return store.read_run(found.run_id.iloc[0], results_dir)
+    found = store.find_runs(experiment, schema.Kind.EVAL, results_dir, extra=schema.where_name(ref), **where)
+    if len(found):
+        return store.read_run(found.run_id.iloc[0], results_dir)
+    raise HarnessError(f"no finished eval run matches {ref!r} (by run id, model, stage or run name) in experiment "
+                       f"{experiment!r} of {store.tracking_uri(results_dir)}")
 
 
 def _label(run: dict) -> str:
-    tags = run["tags"]
-    return tags.get("harness.stage") or os.path.basename(tags.get("harness.model", "").rstrip("/")) or run["run_id"][:8]
+    tags = run["schema"]
+    return tags.stage or os.path.basename((tags.model or "").rstrip("/")) or run["run_id"][:8]
 
 
 def _scores(run: dict, results_dir) -> "pd.DataFrame":
@@ -53,8 +57,8 @@ def _scores(run: dict, results_dir) -> "pd.DataFrame":
 
     from harness.tracking import store
 
-    scores = store.load_table(run["run_id"], "scores.csv", results_dir)
-    skills = store.load_table(run["run_id"], "skills.csv", results_dir).assign(task="(skill)", metric="score")
+    scores = store.read(run["run_id"], schema.SCORES, results_dir)
+    skills = store.read(run["run_id"], schema.SKILLS, results_dir).assign(task="(skill)", metric="score")
     columns = [*KEY, "value", "stderr", "ci_low", "ci_high"]
     return pd.concat([skills[columns], scores[columns]], ignore_index=True)
 
@@ -125,12 +129,16 @@ def format_compare(table: "pd.DataFrame") -> str:
 def _log(table: "pd.DataFrame", runs: list[dict], labels: list[str], results_dir, experiment: str) -> None:
     from harness.tracking import store
 
-    tags = {"harness.kind": "compare", "harness.runs": ",".join(r["run_id"] for r in runs)}
-    with store.run(f"compare-{'-vs-'.join(labels)}"[:250], experiment=experiment, results_dir=results_dir,
-                   tags=tags) as run:
-        run.log_params({f"run.{label}": r["run_id"] for label, r in zip(labels, runs)} | {"baseline": labels[0]})
-        run.log_table(table, "compare.csv")
-        run.log_text(format_compare(table) + "\n", "compare.txt")
+    tags = schema.tags(runs=[r["run_id"] for r in runs])
+    with store.run(schema.compare_run_name(labels), schema.Kind.COMPARE, experiment=experiment,
+                   results_dir=results_dir, tags=tags) as run:
+        params = {"baseline": labels[0]}
+        for i, (label, r) in enumerate(zip(labels, runs)):
+            name = schema.compare_run_param(label)
+            params[name if name not in params else f"{name}-{i}"] = r["run_id"]  # two labels may sanitise alike
+        run.log_params(params)
+        run.write(schema.COMPARE_TABLE, table)
+        run.write(schema.COMPARE_TEXT, format_compare(table) + "\n")
         skills = table[table.task == "(skill)"]
-        run.log_metrics({f"delta/{label}/{row.skill}/score": row[f"Δ {label}"]
+        run.log_metrics({schema.compare_delta_metric(label, row.skill): row[f"Δ {label}"]
                          for label in labels[1:] for _, row in skills.iterrows()})

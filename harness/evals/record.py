@@ -1,7 +1,7 @@
 """The MLflow record of one suite evaluation: one run per (checkpoint, suite), built from a `SuiteResult`.
 
-- tags: ``harness.kind=eval``, ``harness.stage``, ``harness.model``, ``harness.model_hash``, ``harness.suite``,
-  ``harness.cached_tasks``, and the provenance tags (git commit and dirty flag, package versions, device);
+- tags (`harness.tracking.schema.RunTags`): kind ``eval``, ``stage``, ``model``, ``model_hash``, ``suite``,
+  ``cached_tasks``, and the provenance tags (git commit and dirty flag, package versions, device);
 - params: everything that changes a score: backend and its arguments, batch size, device, limit, lm-eval and
   transformers versions, and per task its skill, few-shot count, chat-template setting, limit and version;
 - metrics: ``<skill>/<task>/<metric>/<filter>`` and ``..._stderr`` (lm-eval's keys through the one sanitiser in
@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 from harness.config import EvalConfig
 from harness.evals import backends
-from harness.evals.result import SuiteResult, stderr_key
+from harness.evals.result import SuiteResult
 from harness.evals.suite import Suite
+from harness.tracking import schema
 
 if TYPE_CHECKING:
     from harness.tracking.store import Run
@@ -51,26 +52,25 @@ def _params(result: SuiteResult, spec: Suite, cfg: EvalConfig, model_hash: str, 
     }
     n_shot = result.lm_eval.get("n-shot", {})
     for entry in spec.entries:
-        prefix = f"task.{entry.task}"
-        params[f"{prefix}.skill"] = entry.skill
-        params[f"{prefix}.apply_chat_template"] = entry.apply_chat_template
-        params[f"{prefix}.fewshot_as_multiturn"] = entry.fewshot_as_multiturn
-        params[f"{prefix}.limit"] = entry.limit if entry.limit is not None else cfg.limit
-        params[f"{prefix}.num_fewshot"] = n_shot.get(entry.task, entry.num_fewshot)
+        params[schema.task_param(entry.task, "skill")] = entry.skill
+        params[schema.task_param(entry.task, "apply_chat_template")] = entry.apply_chat_template
+        params[schema.task_param(entry.task, "fewshot_as_multiturn")] = entry.fewshot_as_multiturn
+        params[schema.task_param(entry.task, "limit")] = entry.limit if entry.limit is not None else cfg.limit
+        params[schema.task_param(entry.task, "num_fewshot")] = n_shot.get(entry.task, entry.num_fewshot)
     for task, version in result.lm_eval.get("versions", {}).items():
-        params[f"task.{task}.version"] = version
+        params[schema.task_param(task, "version")] = version
     return params
 
 
 def _metrics(result: SuiteResult) -> dict[str, float]:
     metrics: dict[str, float] = {}
     for row in result.scores.itertuples():
-        metrics[f"{row.skill}/{row.task}/{row.metric}"] = row.value
+        metrics[schema.task_metric(row.skill, row.task, row.metric)] = row.value
         if math.isfinite(row.stderr):
-            metrics[f"{row.skill}/{row.task}/{stderr_key(row.metric)}"] = row.stderr
+            metrics[schema.task_stderr(row.skill, row.task, row.metric)] = row.stderr
     for row in result.skills.itertuples():
-        metrics[f"{row.skill}/score"] = row.value
-        metrics[f"{row.skill}/score_stderr"] = row.stderr
+        metrics[schema.skill_metric(row.skill)] = row.value
+        metrics[schema.skill_stderr(row.skill)] = row.stderr
     return metrics
 
 
@@ -88,29 +88,23 @@ def record(result: SuiteResult, spec: Suite, cfg: EvalConfig, model_hash: str, l
     """Log `result` as one MLflow run (nested under `parent` if given) and return its id."""
     from harness.tracking import store
 
-    tags = {
-        **dict(_provenance()),
-        "harness.kind": "eval",
-        "harness.model": result.model,
-        "harness.model_hash": model_hash,
-        "harness.suite": spec.name,
-        "harness.cached_tasks": ",".join(result.cached),
-    }
-    if result.label:
-        tags["harness.stage"] = result.label
-    name = f"eval-{result.label or Path(result.model.rstrip('/')).name}-{spec.name}"
-    with store.run(name, experiment=experiment, results_dir=results_dir, parent=parent, tags=tags) as run:
+    tags = {**dict(_provenance()), **schema.tags(model=result.model, model_hash=model_hash, suite=spec.name,
+                                                   cached_tasks=result.cached, stage=result.label or None)}
+    name = schema.eval_run_name(result.label or Path(result.model.rstrip("/")).name, spec.name)
+    with store.run(name, schema.Kind.EVAL, experiment=experiment, results_dir=results_dir, parent=parent,
+                   tags=tags) as run:
         run.log_params(_params(result, spec, cfg, model_hash, lm_name, lm_args))
         run.log_metrics(_metrics(result))
         with tempfile.TemporaryDirectory() as tmp:  # every file first, then one upload: fewer store round trips
             folder = Path(tmp)
-            (folder / "lm_eval_results.json").write_text(json.dumps(result.lm_eval, indent=2, default=str))
-            (folder / "suite").mkdir()
-            shutil.copy(spec.path, folder / "suite" / spec.path.name)
-            result.scores.to_csv(folder / "scores.csv", index=False)
-            result.skills.to_csv(folder / "skills.csv", index=False)
-            (folder / "samples").mkdir()
+            (folder / schema.LM_EVAL_RESULTS.path).write_text(json.dumps(result.lm_eval, indent=2, default=str))
+            (folder / schema.SUITE_FOLDER).mkdir()
+            shutil.copy(spec.path, folder / schema.SUITE_FOLDER / spec.path.name)
+            result.scores.to_csv(folder / schema.SCORES.path, index=False)
+            result.skills.to_csv(folder / schema.SKILLS.path, index=False)
             for task, table in result.samples.items():
-                table.to_json(folder / "samples" / f"{task}.jsonl", orient="records", lines=True, force_ascii=False)
+                path = folder / schema.samples(task).path
+                path.parent.mkdir(exist_ok=True)
+                table.to_json(path, orient="records", lines=True, force_ascii=False)
             run.log_artifact(folder)
         return run.run_id

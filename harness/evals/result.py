@@ -14,6 +14,8 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from harness.tracking.schema import lm_eval_stderr as stderr_key
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -88,12 +90,6 @@ def _fmt_ci(low: float, high: float) -> str:
 def metric_keys(row: dict) -> list[str]:
     """lm-eval metric keys (``metric,filter``) of one task's results, stderr keys left out, in lm-eval's order."""
     return [k for k in row if "," in k and "_stderr," not in k]
-
-
-def stderr_key(metric: str) -> str:
-    """``acc,none`` → ``acc_stderr,none`` (lm-eval's naming)."""
-    name, _, filt = metric.partition(",")
-    return f"{name}_stderr,{filt}"
 
 
 def _number(value: Any) -> float:

@@ -77,10 +77,11 @@ def log_stage_skill_table(run: "Run", results: Mapping[str, "SuiteResult"]) -> "
         The table (as `stage_skill_table`).
     """
     from harness.plots.evals import stage_skill_figure
+    from harness.tracking import schema
 
     long = long_table(results)
     table = stage_skill_table(results)
-    run.log_table(long, "stage_skill.csv")
-    run.log_text(format_stage_skill_table(table) + "\n", "stage_skill.txt")
-    run.log_figure(stage_skill_figure(long), "stage_skill.png")
+    run.write(schema.STAGE_SKILL_TABLE, long)
+    run.write(schema.STAGE_SKILL_TEXT, format_stage_skill_table(table) + "\n")
+    run.write(schema.STAGE_SKILL_FIGURE, stage_skill_figure(long))
     return table

@@ -9,8 +9,8 @@ Public surface (heavy imports — lm-eval, torch, pandas, MLflow — happen on f
 - statistics: `compare_suite`, `overall_verdict`, `PairedScores`, `Comparison`, `align_items`, `adjust_p_values`
 
 Modules, in data-flow order: `config`, `sides` (what --candidate and --baseline name), `records` (eval runs read
-back from MLflow, like-with-like checks, pairing), `stats`, `history` (trends), `run` (the nightly and its MLflow
-record), `html` (page template and escaping), `report`, `dashboard`, `cli` (``harness nightly``,
+back from MLflow, like-with-like checks, pairing), `stats`, `result` (what a nightly found), `history` (trends), `run` (the nightly and
+its MLflow record), `html` (page template and escaping), `report`, `dashboard`, `cli` (``harness nightly``,
 ``harness dashboard``).
 """
 
@@ -22,7 +22,7 @@ from harness.lazy import attach
 _API = {
     "NightlyConfig": "config",
     "load_nightly_config": "config",
-    "NightlyResult": "run",
+    "NightlyResult": "result",
     "run_nightly": "run",
     "markdown": "report",
     "html_page": "report",

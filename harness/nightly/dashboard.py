@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from harness.errors import HarnessError
 from harness.nightly import html as h
+from harness.tracking import schema
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -47,19 +48,23 @@ def _runs(results_dir, experiment: str) -> "pd.DataFrame":
     return runs
 
 
-def _kind(runs: "pd.DataFrame", kind: str) -> "pd.DataFrame":
-    if "tags.harness.kind" not in runs:
+def _kind(runs: "pd.DataFrame", kind: schema.Kind) -> "pd.DataFrame":
+    column = schema.column("kind")
+    if column not in runs:
         return runs.iloc[0:0]
-    return runs[runs["tags.harness.kind"] == kind]
+    return runs[runs[column] == kind.value]
 
 
-def _tag(row, name: str, default: str = "") -> str:
-    value = row.get(f"tags.{name}")
-    return default if value is None or (isinstance(value, float) and value != value) else str(value)
+def _tag(row, field: str, default: str = "") -> str:
+    """A tag of a `search_runs` row by its `schema.RunTags` field; lists comma-joined, `default` when absent."""
+    value = getattr(schema.RunTags.from_row(row), field)
+    if isinstance(value, tuple):
+        value = ",".join(value)
+    return default if value is None else str(value)
 
 
 def _checkpoint_label(row) -> str:
-    return _tag(row, "harness.stage") or os.path.basename(_tag(row, "harness.model").rstrip("/")) or row["run_id"][:8]
+    return _tag(row, "stage") or os.path.basename(_tag(row, "model").rstrip("/")) or row["run_id"][:8]
 
 
 def _leaderboard(evals: "pd.DataFrame", results_dir) -> "pd.DataFrame":
@@ -68,12 +73,13 @@ def _leaderboard(evals: "pd.DataFrame", results_dir) -> "pd.DataFrame":
 
     from harness.tracking import store
 
-    evals = evals.assign(_hash=[_tag(r, "harness.model_hash") or r["run_id"] for _, r in evals.iterrows()])
+    evals = evals.assign(_hash=[_tag(r, "model_hash") or r["run_id"] for _, r in evals.iterrows()])
     latest = evals.drop_duplicates("_hash").head(MAX_CHECKPOINTS)  # runs come newest first
     rows = []
     for _, run in latest.iterrows():
-        skills = store.load_table(run["run_id"], "skills.csv", results_dir)
-        row = {"checkpoint": _checkpoint_label(run), "model": _tag(run, "harness.model"),
+        schema.check_version(schema.row_tags(run), run["run_id"])
+        skills = store.read(run["run_id"], schema.SKILLS, results_dir)
+        row = {"checkpoint": _checkpoint_label(run), "model": _tag(run, "model"),
                "model_hash": run["_hash"], "run_id": run["run_id"], "evaluated": run["start_time"]}
         for s in skills.itertuples():
             row.update({s.skill: s.value, f"{s.skill} ci_low": s.ci_low, f"{s.skill} ci_high": s.ci_high})
@@ -114,15 +120,16 @@ def _leaderboard_section(suite: str, board: "pd.DataFrame", out: Path) -> h.Raw:
 
 
 def _latest_pipeline(runs: "pd.DataFrame") -> "pd.Series | None":
-    pipelines = _kind(runs, "pipeline")
+    pipelines = _kind(runs, schema.Kind.PIPELINE)
     return None if pipelines.empty else pipelines.iloc[0]
 
 
-def _children(runs: "pd.DataFrame", parent: str, kind: str) -> "pd.DataFrame":
+def _children(runs: "pd.DataFrame", parent: str, kind: schema.Kind) -> "pd.DataFrame":
     rows = _kind(runs, kind)
-    if "tags.mlflow.parentRunId" not in rows:
+    column = f"tags.{schema.PARENT_TAG}"
+    if column not in rows:
         return rows.iloc[0:0]
-    return rows[rows["tags.mlflow.parentRunId"] == parent]
+    return rows[rows[column] == parent]
 
 
 def _progression_section(runs: "pd.DataFrame", pipeline, results_dir, out: Path) -> h.Raw | None:
@@ -131,12 +138,13 @@ def _progression_section(runs: "pd.DataFrame", pipeline, results_dir, out: Path)
     from harness.plots.dashboard import stage_progression_figure
     from harness.tracking import store
 
-    evals = _children(runs, pipeline["run_id"], "eval")
+    evals = _children(runs, pipeline["run_id"], schema.Kind.EVAL)
     frames = []
+    stage_column = schema.column("stage")
     for stage in STAGES:
-        rows = evals[evals["tags.harness.stage"] == stage] if "tags.harness.stage" in evals else evals.iloc[0:0]
+        rows = evals[evals[stage_column] == stage] if stage_column in evals else evals.iloc[0:0]
         if len(rows):
-            frames.append(store.load_table(rows.iloc[0]["run_id"], "skills.csv", results_dir).assign(stage=stage))
+            frames.append(store.read(rows.iloc[0]["run_id"], schema.SKILLS, results_dir).assign(stage=stage))
     if not frames:
         return None
     long = pd.concat(frames, ignore_index=True)
@@ -147,7 +155,7 @@ def _progression_section(runs: "pd.DataFrame", pipeline, results_dir, out: Path)
     table = cells.pivot(index="stage", columns="skill", values="cell").reindex(index=stages, columns=skills)
     table = table.reset_index()
     return h.section("progression", "Stage progression", h.tag("p", f"pipeline run {pipeline['run_id']} "
-                                                                    f"({_tag(pipeline, 'mlflow.runName')})",
+                                                                    f"({pipeline.get('tags.' + schema.RUN_NAME_TAG)})",
                                                                class_="note"),
                      h.table(table, numeric=skills),
                      h.tag("div", h.saved(stage_progression_figure(long, stages), out, "stage-progression",
@@ -158,11 +166,11 @@ def _arena_section(runs: "pd.DataFrame", results_dir, out: Path) -> h.Raw | None
     from harness.ratings.plots import plot_ratings, plot_win_matrix
     from harness.tracking import store
 
-    arenas = _kind(runs, "arena")
+    arenas = _kind(runs, schema.Kind.ARENA)
     for _, run in arenas.iterrows():
         try:
-            board = store.load_table(run["run_id"], "arena/leaderboard.csv", results_dir)
-            win_prob = store.load_table(run["run_id"], "arena/win_prob.csv", results_dir).set_index("model")
+            board = store.read(run["run_id"], schema.leaderboard(), results_dir)
+            win_prob = store.read(run["run_id"], schema.matrix("win_prob"), results_dir).set_index("model")
         except HarnessError:
             continue  # an arena without ratings (every judgement failed): try the one before
         board.attrs["level"] = 0.95
@@ -179,7 +187,7 @@ def _arena_section(runs: "pd.DataFrame", results_dir, out: Path) -> h.Raw | None
                            "Bradley-Terry ratings (Elo scale) with 95% bootstrap CIs"),
                    h.saved(plot_win_matrix(win_prob), out, "arena-win-prob",
                            "predicted win probability, row model over column model")]
-        note = f"arena run {run['run_id']}, judge {_tag(run, 'harness.judge')}"
+        note = f"arena run {run['run_id']}, judge {_tag(run, 'judge')}"
         return h.section("ratings", "Arena ratings", h.tag("p", note, class_="note"), table,
                          h.tag("div", h.join(figures), class_="figures"))
     return None
@@ -190,16 +198,16 @@ def _cost_section(runs: "pd.DataFrame", pipeline, out: Path) -> h.Raw | None:
 
     from harness.plots.dashboard import cost_figure
 
-    train = _children(runs, pipeline["run_id"], "train")
-    if train.empty or "metrics.cost/usd" not in train:
+    train = _children(runs, pipeline["run_id"], schema.Kind.TRAIN)
+    cost = {name: f"metrics.{metric}" for name, metric in schema.COST.items()}
+    if train.empty or cost["usd"] not in train:
         return None
     rows = []
     for stage in STAGES:
-        pick = train[train["tags.harness.stage"] == stage]
+        pick = train[train[schema.column("stage")] == stage]
         if len(pick):
             r = pick.iloc[0]
-            rows.append({"stage": stage, "usd": r["metrics.cost/usd"], "seconds": r["metrics.cost/seconds"],
-                         "tokens": r.get("metrics.cost/tokens"), "flops": r.get("metrics.cost/flops")})
+            rows.append({"stage": stage, **{name: r.get(column) for name, column in cost.items()}})
     if not rows:
         return None
     costs = pd.DataFrame(rows)
@@ -215,20 +223,21 @@ def _cost_section(runs: "pd.DataFrame", pipeline, out: Path) -> h.Raw | None:
 
 
 def _nightly_section(runs: "pd.DataFrame") -> h.Raw | None:
-    nightlies = _kind(runs, "nightly").head(MAX_NIGHTLIES)
+    nightlies = _kind(runs, schema.Kind.NIGHTLY).head(MAX_NIGHTLIES)
     if nightlies.empty:
         return None
-    rows = [{"started": r["start_time"].strftime("%Y-%m-%d %H:%M"), "suite": _tag(r, "harness.suite"),
-             "version": _tag(r, "harness.suite_version"), "candidate": _tag(r, "harness.candidate"),
-             "baseline": _tag(r, "harness.baseline"), "verdict": _tag(r, "harness.verdict", "unfinished"),
-             "regressed tasks": _tag(r, "harness.regressions"), "run": r["run_id"]} for _, r in nightlies.iterrows()]
+    rows = [{"started": r["start_time"].strftime("%Y-%m-%d %H:%M"), "suite": _tag(r, "suite"),
+             "version": _tag(r, "suite_version"), "candidate": _tag(r, "candidate"),
+             "baseline": _tag(r, "baseline"), "verdict": _tag(r, "verdict", "unfinished"),
+             "regressed tasks": _tag(r, "regressions"), "run": r["run_id"]} for _, r in nightlies.iterrows()]
     import pandas as pd
 
     frame = pd.DataFrame(rows)
     table = h.table(frame, formats={"verdict": lambda v: h.tag("span", v, class_=f"verdict {v}")},
                     text=["candidate", "baseline"])
     return h.section("nightlies", "Nightlies", h.tag("p", "each nightly's report is the artifact "
-                                                          "nightly/report.html of its run", class_="note"), table)
+                                                          f"{schema.NIGHTLY_REPORT_HTML.path} of its run",
+                                                          class_="note"), table)
 
 
 def _samples_section(suite: str, board: "pd.DataFrame", results_dir, per_task: int) -> h.Raw | None:
@@ -242,9 +251,9 @@ def _samples_section(suite: str, board: "pd.DataFrame", results_dir, per_task: i
     parts = []
     tasks: dict[str, pd.DataFrame] = {}
     for _, row in picked.iterrows():
-        lm_eval = store.load_json(row["run_id"], "lm_eval_results.json", results_dir)
+        lm_eval = store.read(row["run_id"], schema.LM_EVAL_RESULTS, results_dir)
         for task in lm_eval.get("n-samples") or {}:
-            table = store.load_jsonl(row["run_id"], f"samples/{task}.jsonl", results_dir).head(per_task)
+            table = store.read(row["run_id"], schema.samples(task), results_dir).head(per_task)
             table["item_id"] = table["item_id"].astype(str)
             answers = table[["item_id", "response"]].rename(columns={"response": row["checkpoint"]})
             if task not in tasks:
@@ -282,10 +291,11 @@ def build_dashboard(experiment: str, out_dir: str | os.PathLike, *, results_dir:
     shutil.rmtree(out / "img", ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     body, nav = [], {}
-    evals = _kind(runs, "eval")
+    evals = _kind(runs, schema.Kind.EVAL)
     boards = {}
-    for suite in dict.fromkeys(evals["tags.harness.suite"]) if len(evals) else []:
-        boards[suite] = _leaderboard(evals[evals["tags.harness.suite"] == suite], results_dir)
+    suite_column = schema.column("suite")
+    for suite in dict.fromkeys(evals[suite_column]) if len(evals) else []:
+        boards[suite] = _leaderboard(evals[evals[suite_column] == suite], results_dir)
         body.append(_leaderboard_section(suite, boards[suite], out))
         nav[f"leaderboard-{suite}"] = f"Leaderboard {suite}"
     pipeline = _latest_pipeline(runs)

@@ -2,7 +2,7 @@
 
 A nightly logs the candidate's value of every compared metric under the eval runs' name
 (``<skill>/<task>/<metric>``), so the trend is those metrics over the finished nightly runs tagged with the same
-``harness.suite`` and ``harness.suite_version`` and a ``pass`` or ``fail`` verdict, oldest first, ending with the
+``suite`` and ``suite_version`` and a ``pass`` or ``fail`` verdict, oldest first, ending with the
 nightly being reported (which is still open, so its values come from memory).
 """
 
@@ -11,10 +11,12 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
+from harness.tracking import schema
+
 if TYPE_CHECKING:
     import pandas as pd
 
-    from harness.nightly.run import NightlyResult
+    from harness.nightly.result import NightlyResult
 
 COLUMNS = ["run_id", "start_time", "verdict", "candidate", "current", "task", "metric", "value"]
 
@@ -24,12 +26,8 @@ def nightly_runs(*, results_dir: str | os.PathLike, experiment: str, suite: str 
     """Finished nightly runs of `experiment` (optionally one suite and version), newest first."""
     from harness.tracking import store
 
-    query = "tags.`harness.kind` = 'nightly' and attributes.status = 'FINISHED'"
-    if suite:
-        query += f" and tags.`harness.suite` = '{suite}'"
-    if suite_version:
-        query += f" and tags.`harness.suite_version` = '{suite_version}'"
-    return store.search_runs(store.tracking_uri(results_dir), experiment, query, ["attributes.start_time DESC"])
+    where = {k: v for k, v in (("suite", suite), ("suite_version", suite_version)) if v}
+    return store.find_runs(experiment, schema.Kind.NIGHTLY, results_dir, **where)
 
 
 def trend(result: "NightlyResult", *, results_dir: str | os.PathLike, experiment: str, last: int
@@ -53,15 +51,16 @@ def trend(result: "NightlyResult", *, results_dir: str | os.PathLike, experiment
     runs = nightly_runs(results_dir=results_dir, experiment=experiment, suite=result.suite,
                         suite_version=result.suite_version)
     if len(runs):
-        runs = runs[(runs["run_id"] != result.run_id) & runs["tags.harness.verdict"].isin(["pass", "fail"])]
+        runs = runs[(runs["run_id"] != result.run_id) & runs[schema.column("verdict")].isin(["pass", "fail"])]
         runs = runs.head(last - 1).iloc[::-1]
     rows = []
     for _, run in runs.iterrows():
+        tags = schema.check_version(schema.row_tags(run), run["run_id"])
         for c in result.comparisons:
             value = run.get(f"metrics.{result.metric_key(c)}")
             if value is not None and pd.notna(value):
-                rows.append([run["run_id"], run["start_time"], run["tags.harness.verdict"],
-                             run["tags.harness.candidate"], False, c.task, c.metric, float(value)])
+                rows.append([run["run_id"], run["start_time"], tags.verdict, tags.candidate, False, c.task,
+                             c.metric, float(value)])
     now = pd.Timestamp.now(tz="UTC")
     rows += [[result.run_id, now, result.verdict, result.candidate.model, True, c.task, c.metric, c.candidate_mean]
              for c in result.comparisons]

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from harness.errors import HarnessError
 from harness.nightly.stats import PairedScores, align_items
+from harness.tracking import schema
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -71,25 +72,28 @@ def load_record(run_id: str, results_dir: str | os.PathLike) -> EvalRecord:
     """
     from harness.tracking import store
 
-    run = store.find_run(run_id, results_dir)
-    if run is None:
-        raise HarnessError(f"no MLflow run {run_id} in {store.tracking_uri(results_dir)}")
-    tags = run["tags"]
-    if tags.get("harness.kind") != "eval":
-        raise HarnessError(f"run {run_id} is not an eval run (harness.kind={tags.get('harness.kind')!r})")
+    run = store.read_run(run_id, results_dir)
+    tags = run["schema"]
+    if tags.kind != schema.Kind.EVAL:
+        raise HarnessError(f"run {run_id} is not an eval run (kind {tags.kind!r})")
+    if run["status"] != "FINISHED":
+        raise HarnessError(f"eval run {run_id} is {run['status']}, not FINISHED: its per-item scores are incomplete")
     params = store.run_params(run_id, results_dir)
-    settings = {k: v for k, v in params.items()
-                if k in _RUN_SETTINGS or (k.startswith("task.") and k.rsplit(".", 1)[-1] in _TASK_SETTINGS)}
-    lm_eval = store.load_json(run_id, "lm_eval_results.json", results_dir)
+    settings = {}
+    for name, value in params.items():
+        task_setting = schema.parse_task_param(name)
+        if name in _RUN_SETTINGS or (task_setting and task_setting[1] in _TASK_SETTINGS):
+            settings[name] = value
+    lm_eval = store.read(run_id, schema.LM_EVAL_RESULTS, results_dir)
     samples = {}
     for task in lm_eval.get("n-samples") or {}:
-        table = store.load_jsonl(run_id, f"samples/{task}.jsonl", results_dir)
+        table = store.read(run_id, schema.samples(task), results_dir)
         table["item_id"] = table["item_id"].astype(str)
         samples[task] = table
-    return EvalRecord(run_id=run_id, model=tags.get("harness.model", params.get("model", "")),
-                      model_hash=tags.get("harness.model_hash", params.get("model_hash", "")),
-                      suite=tags.get("harness.suite", params.get("suite", "")), settings=settings,
-                      scores=store.load_table(run_id, "scores.csv", results_dir), lm_eval=lm_eval, samples=samples)
+    return EvalRecord(run_id=run_id, model=tags.model or params.get("model", ""),
+                      model_hash=tags.model_hash or params.get("model_hash", ""),
+                      suite=tags.suite or params.get("suite", ""), settings=settings,
+                      scores=store.read(run_id, schema.SCORES, results_dir), lm_eval=lm_eval, samples=samples)
 
 
 def suite_version(spec: "Suite") -> str:
@@ -111,7 +115,7 @@ def suite_version(spec: "Suite") -> str:
 def _describe(key: str) -> str:
     if key in _RUN_SETTINGS:
         return _RUN_SETTINGS[key]
-    task, _, name = key[len("task."):].rpartition(".")
+    task, name = schema.parse_task_param(key)
     return f"{_TASK_SETTINGS.get(name, name)} of task {task}"
 
 
@@ -137,7 +141,7 @@ def incomparable(candidate: EvalRecord, baseline: EvalRecord) -> list[str]:
         reasons.append(f"tasks scored only for the baseline: {', '.join(only_b)}")
     one_sided = set(only_c) | set(only_b)
     for key in sorted(set(candidate.settings) | set(baseline.settings)):
-        if key.startswith("task.") and key[len("task."):].rpartition(".")[0] in one_sided:
+        if key.startswith("task.") and schema.parse_task_param(key)[0] in one_sided:
             continue  # already named as a task only one side scored
         a, b = candidate.settings.get(key, "(none)"), baseline.settings.get(key, "(none)")
         if a != b:

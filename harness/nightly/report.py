@@ -15,7 +15,7 @@ from harness.nightly import html as h
 if TYPE_CHECKING:
     import pandas as pd
 
-    from harness.nightly.run import NightlyResult
+    from harness.nightly.result import NightlyResult
 
 TITLES = {"pass": "PASS", "fail": "FAIL: regression", "cannot-compare": "CANNOT COMPARE"}
 _CORRECTIONS = {"holm": "Holm", "bh": "Benjamini-Hochberg"}

@@ -23,69 +23,23 @@ Exit codes (`NightlyResult.exit_code`): 0 pass, 1 regression, 2 cannot compare (
 from __future__ import annotations
 
 import sys
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from harness.errors import HarnessError
 from harness.nightly import history, records, sides
 from harness.nightly.config import NightlyConfig, to_dict
+from harness.nightly.result import ArenaSummary, NightlyResult
 from harness.nightly.stats import Comparison, compare_suite, overall_verdict
+from harness.tracking import schema
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from harness.tracking.store import Run
 
-EXIT_CODES = {"pass": 0, "fail": 1, "cannot-compare": 2}
 EXAMPLES = 3  # regressed items shown per regressed metric
-
-
-@dataclass
-class ArenaSummary:
-    """Candidate against baseline in an arena: ratings with CIs, Elo delta, predicted win probability."""
-
-    leaderboard: "pd.DataFrame"
-    win_prob: "pd.DataFrame"
-    elo_delta: float
-    p_win: float
-    judge: str
-    run_id: str | None
-
-
-@dataclass
-class NightlyResult:
-    """A nightly's verdict and everything its report shows."""
-
-    verdict: str  # pass, fail or cannot-compare
-    suite: str
-    suite_version: str
-    candidate: sides.Side
-    baseline: sides.Side
-    comparisons: list[Comparison] = field(default_factory=list)
-    skills: dict[str, str] = field(default_factory=dict)  # task → skill
-    reasons: list[str] = field(default_factory=list)  # why it cannot compare
-    examples: dict[tuple[str, str], "pd.DataFrame"] = field(default_factory=dict)  # regressed items per metric
-    trend: "pd.DataFrame | None" = None  # history.trend(): one row per (nightly, task, metric)
-    arena: ArenaSummary | None = None
-    correction: str = "holm"
-    alpha: float = 0.05
-    run_id: str | None = None
-    promoted: str | None = None  # "models:/<name>@<alias> → version <v>" after --promote on a pass
-
-    @property
-    def exit_code(self) -> int:
-        return EXIT_CODES[self.verdict]
-
-    @property
-    def regressions(self) -> list[Comparison]:
-        return [c for c in self.comparisons if c.verdict == "regression"]
-
-    def metric_key(self, c: Comparison) -> str:
-        """The MLflow metric name of a comparison, as the eval runs name it: ``<skill>/<task>/<metric>``."""
-        from harness.tracking.store import sanitize_metric_name
-
-        return sanitize_metric_name(f"{self.skills.get(c.task, 'task')}/{c.task}/{c.metric}")
 
 
 def run_nightly(candidate: str, baseline: str | None, cfg: NightlyConfig, *, promote: bool = False,
@@ -120,11 +74,11 @@ def run_nightly(candidate: str, baseline: str | None, cfg: NightlyConfig, *, pro
     base = sides.resolve(baseline or cfg.baseline, role="baseline", suite_version=version, **where)
     promote_to = sides.promotion_version(cand, cfg.registered_model, results) if promote else None
 
-    tags = {"harness.kind": "nightly", "harness.suite": spec.name, "harness.suite_version": version,
-            "harness.candidate": cand.model, "harness.baseline": base.model, **provenance.tags(cfg.seed)}
-    with store.run(f"nightly-{spec.name}-{cand.label}"[:250], experiment=cfg.experiment, results_dir=results,
-                   tags=tags) as run:
-        run.log_dict(to_dict(cfg), "nightly/config.yaml")
+    tags = {**provenance.tags(cfg.seed), **schema.tags(suite=spec.name, suite_version=version, candidate=cand.model,
+                                                      baseline=base.model)}
+    with store.run(schema.nightly_run_name(spec.name, cand.label), schema.Kind.NIGHTLY, experiment=cfg.experiment,
+                   results_dir=results, tags=tags) as run:
+        run.write(schema.NIGHTLY_CONFIG, to_dict(cfg))
         result = NightlyResult(verdict="cannot-compare", suite=spec.name, suite_version=version, candidate=cand,
                                baseline=base, correction=cfg.correction, alpha=cfg.alpha, run_id=run.run_id)
         print(f"== nightly {spec.name} (version {version}): candidate {cand.label}, baseline {base.label}",
@@ -192,7 +146,7 @@ def _arena(cand: sides.Side, base: sides.Side, cfg: NightlyConfig, run: "Run", r
         return None
     arena_cfg = replace(cfg.arena, baseline="baseline", mode="baseline")
     arena = run_arena(models, cfg=arena_cfg, results_dir=results, parent=run, seed=cfg.seed,
-                      experiment=cfg.experiment, run_name="arena-nightly", out=out,
+                      experiment=cfg.experiment, run_name=schema.NIGHTLY_ARENA_RUN_NAME, out=out,
                       trust_remote_code=cfg.trust_remote_code)
     board = arena.leaderboard.set_index("model")
     return ArenaSummary(leaderboard=arena.leaderboard, win_prob=arena.win_prob,
@@ -224,40 +178,37 @@ def _log_results(run: "Run", result: NightlyResult, cfg: NightlyConfig) -> None:
     import pandas as pd
 
     run.log_params(_params(result, cfg))
+    counts = schema.NIGHTLY_COUNTS
     metrics: dict[str, float] = {
-        "nightly/metrics": len(result.comparisons),
-        "nightly/regressions": len(result.regressions),
-        "nightly/improvements": sum(c.verdict == "improvement" for c in result.comparisons),
-        "nightly/pass": float(result.verdict == "pass"),
+        counts["metrics"]: len(result.comparisons),
+        counts["regressions"]: len(result.regressions),
+        counts["improvements"]: sum(c.verdict == "improvement" for c in result.comparisons),
+        counts["pass"]: float(result.verdict == "pass"),
     }
     for c in result.comparisons:
         key = result.metric_key(c)
-        metrics.update({key: c.candidate_mean, f"baseline/{key}": c.baseline_mean, f"delta/{key}": c.delta,
-                        f"delta_ci_low/{key}": c.ci_low, f"delta_ci_high/{key}": c.ci_high,
-                        f"p_value/{key}": c.p_value, f"p_adjusted/{key}": c.p_adjusted})
+        metrics[key] = c.candidate_mean
+        values = (c.baseline_mean, c.delta, c.ci_low, c.ci_high, c.p_value, c.p_adjusted)
+        metrics.update({schema.nightly_metric(prefix, key): v for prefix, v in zip(schema.NIGHTLY_PREFIXES, values)})
     if result.arena:
         metrics.update({"arena/elo_delta": result.arena.elo_delta, "arena/p_win": result.arena.p_win})
     run.log_metrics(metrics)
     if result.comparisons:
         table = pd.DataFrame([asdict(c) for c in result.comparisons])
         table.insert(0, "skill", [result.skills.get(c.task, "") for c in result.comparisons])
-        run.log_table(table, "nightly/comparisons.csv")
+        run.write(schema.NIGHTLY_COMPARISONS, table)
     if result.reasons:
-        run.log_text("\n".join(result.reasons) + "\n", "nightly/reasons.txt")
+        run.write(schema.NIGHTLY_REASONS, "\n".join(result.reasons) + "\n")
 
 
 def _log_report_and_verdict(run: "Run", result: NightlyResult) -> None:
     """The report and, last, the verdict tag: a nightly that died before it has none, so it never counts as a pass."""
     from harness.nightly import report
 
-    run.log_text(report.markdown(result) + "\n", "nightly/report.md")
-    run.log_text(report.html_page(result), "nightly/report.html")
+    run.write(schema.NIGHTLY_REPORT_MD, report.markdown(result) + "\n")
+    run.write(schema.NIGHTLY_REPORT_HTML, report.html_page(result))
     cand, base = result.candidate, result.baseline
-    tags = {"harness.candidate_eval_run": cand.eval_run, "harness.baseline_eval_run": base.eval_run,
-            "harness.regressions": ",".join(sorted({c.task for c in result.regressions})),
-            "harness.verdict": result.verdict}
-    if cand.registered:
-        tags["harness.candidate_version"] = "/".join(cand.registered)
-    if result.promoted:
-        tags["harness.promoted"] = result.promoted
-    run.set_tags(tags)
+    run.set_tags(schema.tags(candidate_eval_run=cand.eval_run, baseline_eval_run=base.eval_run,
+                             regressions=sorted({c.task for c in result.regressions}), verdict=result.verdict,
+                             candidate_version="/".join(cand.registered) if cand.registered else None,
+                             promoted=result.promoted))

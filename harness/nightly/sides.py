@@ -19,6 +19,7 @@ from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.nightly.config import LAST_PASS
+from harness.tracking import schema
 
 _URI_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/")
 
@@ -61,18 +62,17 @@ def _last_pass(suite: str, version: str | None, experiment: str, results_dir) ->
     from harness.tracking import store
 
     uri = store.tracking_uri(results_dir)
-    found = store.search_runs(uri, experiment, f"tags.`harness.kind` = 'nightly' and tags.`harness.suite` = "
-                              f"'{suite}' and tags.`harness.verdict` = 'pass'", ["attributes.start_time DESC"])
+    found = store.find_runs(experiment, schema.Kind.NIGHTLY, results_dir, suite=suite, verdict="pass")
     if not len(found):
         raise HarnessError(f"no passing nightly of suite {suite!r} in experiment {experiment!r} of {uri}, so "
                            f"there is no '{LAST_PASS}' baseline; give --baseline an alias (champion), a model "
                            "folder or a models:/ URI")
-    same = found[found["tags.harness.suite_version"] == version]
+    same = found[found[schema.column("suite_version")] == version]
     row = (same if len(same) else found).iloc[0]
+    tags = schema.check_version(schema.row_tags(row), row["run_id"])
     when = row["start_time"].strftime("%Y-%m-%d %H:%M")
-    return Side(spec=LAST_PASS, model=row["tags.harness.candidate"], label=f"last pass ({when})",
-                eval_run=row["tags.harness.candidate_eval_run"], nightly_run=row["run_id"],
-                suite_version=row["tags.harness.suite_version"])
+    return Side(spec=LAST_PASS, model=tags.candidate, label=f"last pass ({when})",
+                eval_run=tags.candidate_eval_run, nightly_run=row["run_id"], suite_version=tags.suite_version)
 
 
 def resolve(spec: str, *, role: str, registered_model: str, suite: str, experiment: str,
@@ -139,7 +139,7 @@ def promotion_version(side: Side, registered_model: str, results_dir: str | os.P
         folder = str(Path(side.model).resolve())
         for v in store.model_versions(registered_model, results_dir):
             run = store.find_run(v["run_id"], results_dir) if v["run_id"] else None
-            checkpoint = (run or {}).get("tags", {}).get("harness.checkpoint")
+            checkpoint = schema.RunTags.from_tags(run["tags"]).checkpoint if run else None
             if checkpoint and str(Path(checkpoint).resolve()) == folder:
                 return v["version"]
     raise HarnessError(f"--promote: candidate {side.spec!r} is not a version of registered model "

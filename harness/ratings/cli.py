@@ -276,19 +276,19 @@ def _log(args: argparse.Namespace, command: str, board, matrices, figures) -> No
 
     from harness.provenance import tags as provenance_tags
     from harness.ratings.report import log_ratings
-    from harness.tracking import store
+    from harness.tracking import schema, store
 
     inputs = list(getattr(args, "battles", None) or getattr(args, "annotations", []))
     params = {k: v for k, v in vars(args).items()
               if k not in ("func", "mlflow", "experiment", "run_name", "results", "output", "plots", "format")}
     params.update({k: v for k, v in board.attrs.items() if not isinstance(v, dict)})
-    name = args.run_name or f"{command}-{Path(inputs[0]).stem}"
-    with store.run(name, experiment=args.experiment, results_dir=args.results,
-                   tags={**provenance_tags(getattr(args, "seed", None), with_device=False), "harness.command": command}) as run:
+    name = args.run_name or schema.ratings_run_name(command, Path(inputs[0]).stem)
+    tags = {**provenance_tags(getattr(args, "seed", None), with_device=False), **schema.tags(command=command)}
+    with store.run(name, schema.Kind.RATINGS, experiment=args.experiment, results_dir=args.results, tags=tags) as run:
         log_ratings(run, board, params=params, matrices=matrices, figures=figures, prefix=command)
         extra = {k: v for k, v in board.attrs.items() if isinstance(v, dict) and v}
         if extra:
-            run.log_dict(extra, f"{command}/details.json")
+            run.write(schema.ratings_details(command), extra)
     print(f"harness: logged to MLflow run {run.run_id} (experiment {args.experiment})", file=sys.stderr)
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import HarnessError
+from harness.tracking import schema
 
 FORMATS = ("table", "csv", "markdown", "json")
 
@@ -102,11 +103,11 @@ def log_ratings(
     value_cols = [c for c in board.columns if c != "model" and pd.api.types.is_numeric_dtype(board[c])]
     for row in board.to_dict(orient="records"):
         for col in value_cols:
-            metrics[f"{col}/{row['model']}"] = row[col]
+            metrics[schema.ratings_metric(col, row["model"])] = row[col]
     run.log_metrics(metrics)
-    run.log_table(board, f"{prefix}/leaderboard.csv")
-    run.log_dict(records(board), f"{prefix}/leaderboard.json")
+    run.write(schema.leaderboard(prefix), board)
+    run.write(schema.leaderboard_json(prefix), records(board))
     for name, matrix in (matrices or {}).items():
-        run.log_table(matrix.reset_index(names="model"), f"{prefix}/{name}.csv")
+        run.write(schema.matrix(name, prefix), matrix.reset_index(names="model"))
     for name, fig in (figures or {}).items():
-        run.log_figure(fig, f"{prefix}/{name}.png")
+        run.write(schema.ratings_figure(name, prefix), fig)

@@ -5,8 +5,10 @@ under `results/mlartifacts`. Runs are addressed by id through `MlflowClient` (no
 nested runs are explicit: a child carries the `mlflow.parentRunId` tag. `run()` ends a run FINISHED, or FAILED
 when its body raises (KILLED on Ctrl-C): no run is ever left RUNNING.
 
-Metric names are sanitised here and only here: lm-eval's ``"exact_match,strict-match"`` becomes
-``exact_match/strict-match``; values that are not finite numbers (``"N/A"``, NaN, None) are never logged.
+What the record holds is named in `harness.tracking.schema`: `run()` takes the run's kind and typed tags from
+there, `Run.write` and `read` take its `Artifact` constants. Metric and param keys pass through `schema.key` here
+and only here (lm-eval's ``"exact_match,strict-match"`` becomes ``exact_match/strict-match``; a label with ``@``
+cannot break a param name); values that are not finite numbers (``"N/A"``, NaN, None) are never logged.
 """
 
 from __future__ import annotations
@@ -14,12 +16,15 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
+
+from harness.errors import HarnessError
+from harness.tracking import schema
+from harness.tracking.schema import Artifact, Kind
 
 _PARAM_MAX = 6000  # MLflow's limit on a param value
 _BATCH = 900  # log_batch accepts at most 1000 metrics per call
@@ -63,10 +68,8 @@ def experiment_id(uri: str, name: str, results_dir: str | os.PathLike | None = N
 
 
 def sanitize_metric_name(name: str) -> str:
-    """MLflow-safe metric name: lm-eval's ``metric,filter`` → ``metric/filter``; other odd characters → ``_``."""
-    name = name.replace(",", "/")
-    name = re.sub(r"[^0-9A-Za-z_\-./ :]", "_", name)
-    return re.sub(r"/+", "/", name).strip("/")
+    """MLflow-safe metric name (`harness.tracking.schema.key`)."""
+    return schema.key(name)
 
 
 def _finite(value: Any) -> float | None:
@@ -105,7 +108,7 @@ class Run:
         """Log flat params in batches; values are stringified and cut to MLflow's limit."""
         from mlflow.entities import Param
 
-        items = [Param(str(k), str(v)[:_PARAM_MAX]) for k, v in params.items()]
+        items = [Param(schema.key(str(k)), str(v)[:_PARAM_MAX]) for k, v in params.items()]
         for i in range(0, len(items), 100):
             self.client.log_batch(self.run_id, params=items[i : i + 100])
 
@@ -130,7 +133,7 @@ class Run:
             for k, v in metrics.items():
                 f = _finite(v)
                 if f is not None:
-                    batch.append(Metric(sanitize_metric_name(str(k)), f, now, int(step)))
+                    batch.append(Metric(schema.key(str(k)), f, now, int(step)))
         for i in range(0, len(batch), _BATCH):
             self.client.log_batch(self.run_id, metrics=batch[i : i + _BATCH])
 
@@ -169,6 +172,20 @@ class Run:
             parent = str(Path(artifact_file).parent)
             self.client.log_artifact(self.run_id, str(path), None if parent == "." else parent)
 
+    def write(self, artifact: Artifact, data: Any) -> None:
+        """Write one artifact of the schema by its format: a DataFrame (csv, jsonl), plain data (json, yaml), a
+        string (text), a matplotlib figure (png) or a local folder (dir)."""
+        if artifact.format in ("csv", "jsonl"):
+            self.log_table(data, artifact.path)
+        elif artifact.format in ("json", "yaml"):
+            self.log_dict(data, artifact.path)
+        elif artifact.format == "text":
+            self.log_text(data, artifact.path)
+        elif artifact.format == "png":
+            self.log_figure(data, artifact.path)
+        else:
+            self.log_artifact(data, artifact.path)
+
     def artifact_uri(self) -> str:
         return self.client.get_run(self.run_id).info.artifact_uri
 
@@ -176,20 +193,24 @@ class Run:
 @contextmanager
 def run(
     name: str,
+    kind: Kind,
     *,
     experiment: str = "harness",
     results_dir: str | os.PathLike | None = None,
     parent: Run | None = None,
     tags: Mapping[str, Any] | None = None,
 ) -> Iterator[Run]:
-    """Open a run (nested under `parent` if given); it ends FINISHED, FAILED on an exception, KILLED on Ctrl-C."""
+    """Open a run of `kind` (nested under `parent` if given); it ends FINISHED, FAILED on an exception, KILLED on
+    Ctrl-C. `tags` are built with `schema.tags` (plus provenance tags); the kind and schema version are added here.
+    """
     uri = parent.uri if parent else tracking_uri(results_dir)
     exp_id = parent.experiment_id if parent else experiment_id(uri, experiment, results_dir)
-    all_tags = {"mlflow.runName": name, **(tags or {})}
+    all_tags = {schema.RUN_NAME_TAG: schema.run_name(name), **(tags or {}), **schema.tags(kind)}
     if parent:
-        all_tags["mlflow.parentRunId"] = parent.run_id
+        all_tags[schema.PARENT_TAG] = parent.run_id
     c = client(uri)
-    info = c.create_run(exp_id, run_name=name, tags={k: str(v) for k, v in all_tags.items()}).info
+    info = c.create_run(exp_id, run_name=all_tags[schema.RUN_NAME_TAG],
+                        tags={k: str(v) for k, v in all_tags.items()}).info
     handle = Run(uri, info.run_id, exp_id)
     try:
         yield handle
@@ -245,13 +266,13 @@ def register_checkpoint(handle: Run, folder: str | os.PathLike, model_name: str,
     The version carries `tags` (for example the training stage) and its source is the logged folder, so
     ``models:/<model_name>/<version>`` resolves to a standard Hugging Face folder. Returns the version number.
     """
-    handle.log_artifact(folder, "checkpoint")
+    handle.log_artifact(folder, schema.CHECKPOINT.path)
     c = handle.client
     try:
         c.get_registered_model(model_name)
     except Exception:  # noqa: BLE001 - MLflow raises its own RestException for "does not exist"
         c.create_registered_model(model_name)
-    source = f"{handle.artifact_uri()}/checkpoint"
+    source = f"{handle.artifact_uri()}/{schema.CHECKPOINT.path}"
     version = c.create_model_version(model_name, source, run_id=handle.run_id, tags={k: str(v) for k, v in tags.items()})
     return version.version
 
@@ -266,8 +287,6 @@ def download_model(model_uri: str, results_dir: str | os.PathLike | None = None)
 
     Raises `HarnessError` naming the URI when the store has no such model, version, alias or run.
     """
-    from harness.errors import HarnessError
-
     uri = tracking_uri(results_dir)
     c = client(uri)
     try:
@@ -294,7 +313,8 @@ def download_model(model_uri: str, results_dir: str | os.PathLike | None = None)
 
 
 def find_run(run_id: str, results_dir: str | os.PathLike | None = None) -> dict | None:
-    """A run's ``run_id``, ``name``, ``experiment_id``, ``tags`` and ``metrics`` (latest values), or None if absent."""
+    """A run's ``run_id``, ``name``, ``experiment_id``, ``status``, ``tags`` and ``metrics`` (latest values), or None
+    if absent."""
     try:
         r = client(tracking_uri(results_dir)).get_run(run_id)
     except Exception:  # noqa: BLE001 - MLflow raises its own RestException / MlflowException for "not found"
@@ -303,63 +323,71 @@ def find_run(run_id: str, results_dir: str | os.PathLike | None = None) -> dict 
         "run_id": r.info.run_id,
         "name": r.info.run_name,
         "experiment_id": r.info.experiment_id,
+        "status": r.info.status,
         "tags": dict(r.data.tags),
         "metrics": dict(r.data.metrics),
     }
 
 
-def load_table(run_id: str, artifact_file: str, results_dir: str | os.PathLike | None = None):
-    """Read back a table artifact that `Run.log_table` logged (CSV, JSONL or Parquet, by extension).
-
-    Raises `HarnessError` naming the run and the file when it cannot be read.
-    """
+def read(run_id: str, artifact: Artifact, results_dir: str | os.PathLike | None = None) -> Any:
+    """Read one artifact of the schema back, by its format: csv → DataFrame; jsonl → DataFrame with the types JSON
+    gave (no dtype or date guessing, so an answer ``"007"`` stays the string it was); json and yaml → plain data;
+    text → str. Raises `HarnessError` naming the run and the file when it cannot be read."""
     import mlflow
-    import pandas as pd
-
-    from harness.errors import HarnessError
 
     uri = tracking_uri(results_dir)
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            local = mlflow.artifacts.download_artifacts(
-                run_id=run_id, artifact_path=artifact_file, dst_path=tmp, tracking_uri=uri
-            )
-        except Exception as err:  # noqa: BLE001 - MLflow raises many types; the user needs one line
+            local = Path(mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path=artifact.path, dst_path=tmp, tracking_uri=uri))
+            return _parse(local, artifact.format)
+        except Exception as err:  # noqa: BLE001 - MLflow and the parsers raise many types; the user needs one line
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise HarnessError(f"run {run_id}: no artifact {artifact_file!r} ({first})") from None
-        if artifact_file.endswith(".parquet"):
-            return pd.read_parquet(local)
-        if artifact_file.endswith(".jsonl"):
-            return pd.read_json(local, orient="records", lines=True)
+            raise HarnessError(f"run {run_id}: no readable artifact {artifact.path!r} ({first})") from None
+
+
+def _parse(local: Path, format: str) -> Any:
+    import pandas as pd
+
+    if format == "csv":
         return pd.read_csv(local)
+    if format == "jsonl":
+        return pd.read_json(local, orient="records", lines=True, dtype=False, convert_dates=False)
+    if format == "json":
+        return json.loads(local.read_text())
+    if format == "yaml":
+        import yaml
+
+        return yaml.safe_load(local.read_text())
+    if format == "text":
+        return local.read_text()
+    raise ValueError(f"artifacts of format {format!r} are not read back")
+
+
+def read_run(run_id: str, results_dir: str | os.PathLike | None = None) -> dict:
+    """`find_run` for a reader of the record: the run must exist (else `HarnessError`), and its schema version is
+    checked (`schema.check_version`); ``schema`` holds its parsed `RunTags`."""
+    found = find_run(run_id, results_dir)
+    if found is None:
+        raise HarnessError(f"no MLflow run {run_id} in {tracking_uri(results_dir)}")
+    found["schema"] = schema.check_version(found["tags"], run_id)
+    return found
+
+
+def find_runs(experiment: str, kind: Kind, results_dir: str | os.PathLike | None = None, *,
+              finished: bool = True, newest_first: bool = True, extra: str = "", **fields: str):
+    """Runs of one kind (FINISHED only, unless asked) whose tags equal `fields`, as `search_runs` rows."""
+    query = schema.where(kind, finished=finished, **fields) + (f" and {extra}" if extra else "")
+    return search_runs(tracking_uri(results_dir), experiment, query,
+                       ["attributes.start_time DESC"] if newest_first else None)
 
 
 def run_params(run_id: str, results_dir: str | os.PathLike | None = None) -> dict[str, str]:
     """A run's params (name → string value); a `HarnessError` naming the run when the store has no such run."""
-    from harness.errors import HarnessError
-
     try:
         return dict(client(tracking_uri(results_dir)).get_run(run_id).data.params)
     except Exception:  # noqa: BLE001 - MLflow raises its own RestException / MlflowException for "not found"
         raise HarnessError(f"no MLflow run {run_id} in {tracking_uri(results_dir)}") from None
-
-
-def load_json(run_id: str, artifact_file: str, results_dir: str | os.PathLike | None = None) -> Any:
-    """Read back a JSON artifact (as `Run.log_dict` wrote it); a `HarnessError` naming the run and file if absent."""
-    import mlflow
-
-    from harness.errors import HarnessError
-
-    uri = tracking_uri(results_dir)
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            local = mlflow.artifacts.download_artifacts(
-                run_id=run_id, artifact_path=artifact_file, dst_path=tmp, tracking_uri=uri
-            )
-            return json.loads(Path(local).read_text())
-        except Exception as err:  # noqa: BLE001 - MLflow raises many types; the user needs one line
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise HarnessError(f"run {run_id}: no readable artifact {artifact_file!r} ({first})") from None
 
 
 def model_versions(model_name: str, results_dir: str | os.PathLike | None = None) -> list[dict]:
@@ -386,23 +414,3 @@ def model_aliases(model_name: str, results_dir: str | os.PathLike | None = None)
 def experiment_names(results_dir: str | os.PathLike | None = None) -> list[str]:
     """Names of the experiments in the store."""
     return sorted(e.name for e in client(tracking_uri(results_dir)).search_experiments())
-
-
-def load_jsonl(run_id: str, artifact_file: str, results_dir: str | os.PathLike | None = None):
-    """Read back a JSON Lines table artifact with the types JSON gave: no dtype or date guessing, so an answer
-    ``"007"`` stays the string it was. A `HarnessError` names the run and the file when it cannot be read."""
-    import mlflow
-    import pandas as pd
-
-    from harness.errors import HarnessError
-
-    uri = tracking_uri(results_dir)
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            local = mlflow.artifacts.download_artifacts(
-                run_id=run_id, artifact_path=artifact_file, dst_path=tmp, tracking_uri=uri
-            )
-        except Exception as err:  # noqa: BLE001 - MLflow raises many types; the user needs one line
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise HarnessError(f"run {run_id}: no artifact {artifact_file!r} ({first})") from None
-        return pd.read_json(local, orient="records", lines=True, dtype=False, convert_dates=False)

@@ -24,11 +24,13 @@ class StageResult:
 
     def cost(self, price_per_hour: float) -> dict[str, float]:
         """Cost metrics: tokens, wall seconds, estimated FLOPs (6 · params · tokens) and USD at `price_per_hour`."""
+        from harness.tracking.schema import COST
+
         return {
-            "cost/tokens": float(self.tokens),
-            "cost/seconds": self.seconds,
-            "cost/flops": 6.0 * self.parameters * self.tokens,
-            "cost/usd": self.seconds / 3600.0 * price_per_hour,
+            COST["tokens"]: float(self.tokens),
+            COST["seconds"]: self.seconds,
+            COST["flops"]: 6.0 * self.parameters * self.tokens,
+            COST["usd"]: self.seconds / 3600.0 * price_per_hour,
         }
 
 

@@ -1,0 +1,417 @@
+"""The schema of the MLflow record: every run kind, tag key, artifact path, run name and metric or param name the
+harness writes, each defined once with its writer and its reader side by side, and versioned.
+
+Nothing else spells a ``harness.*`` tag key, an artifact path or a run-name format: writers build their tags with
+`tags()`, readers parse them with `RunTags`; artifacts are `Artifact` constants (or builders such as `samples`)
+that `harness.tracking.store` writes and reads by format; names pass through `key()` so that any checkpoint label
+gives a name MLflow accepts (it allows only letters, digits, ``_ - . / : `` and spaces, in at most 250 characters).
+
+Every run carries ``harness.schema_version``. A reader that meets a run written under another version says so in
+one line (`check_version`): an older record is read with a warning, a newer one is refused.
+
+This module is pure: it imports neither MLflow nor pandas.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import posixpath
+import re
+import sys
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Literal, Mapping
+
+from harness.errors import HarnessError
+
+SCHEMA_VERSION = 1
+PREFIX = "harness."
+MAX_KEY = 250  # MLflow's limit on a metric, param or tag key
+MAX_RUN_NAME = 250
+
+
+class Kind(str, Enum):
+    """What a run is (tag ``harness.kind``)."""
+
+    PIPELINE = "pipeline"  # `harness run`: the parent of its train, eval and arena runs
+    TRAIN = "train"  # one training stage (base, sft, dpo, rlvr)
+    EVAL = "eval"  # one (checkpoint, suite) evaluation
+    ARENA = "arena"  # one pairwise arena
+    NIGHTLY = "nightly"  # one nightly regression comparison
+    COMPARE = "compare"  # `harness compare`
+    RATINGS = "ratings"  # `harness rate` / `harness winrate --mlflow`
+
+    def __str__(self) -> str:
+        return self.value
+
+
+# --------------------------------------------------------------------------------------------------- names
+
+
+_BAD = re.compile(r"[^\w\-./ :]")
+
+
+def key(name: str) -> str:
+    """A metric, param or tag key MLflow accepts, from any text.
+
+    lm-eval's ``metric,filter`` becomes ``metric/filter``; other characters MLflow rejects (``@``, ``,``, ``=``,
+    ``|``...) become ``_``; empty, ``.`` and ``..`` path segments are dropped; the result is cut to 250 characters.
+    """
+    text = _BAD.sub("_", str(name).replace(",", "/"))
+    parts = [p for p in text.split("/") if p.strip() not in ("", ".", "..")]
+    return "/".join(parts)[:MAX_KEY].rstrip("/") or "_"
+
+
+def run_name(*parts: Any) -> str:
+    """A run name from its parts joined by ``-``: control characters removed, at most 250 characters."""
+    text = "-".join(str(p) for p in parts if p not in (None, ""))
+    return re.sub(r"[\x00-\x1f\x7f]", "", text)[:MAX_RUN_NAME]
+
+
+def eval_run_name(label: str, suite: str) -> str:
+    """``eval-<label>-<suite>``: the label is the stage (base, sft...) or the model folder's name."""
+    return run_name("eval", label, suite)
+
+
+def train_run_name(stage: str) -> str:
+    return run_name("train", stage)
+
+
+def nightly_run_name(suite: str, candidate_label: str) -> str:
+    return run_name("nightly", suite, candidate_label)
+
+
+def compare_run_name(labels: list[str]) -> str:
+    return run_name("compare", "-vs-".join(labels))
+
+
+def ratings_run_name(command: str, source: str) -> str:
+    return run_name(command, source)
+
+
+ARENA_RUN_NAME = "arena"
+NIGHTLY_ARENA_RUN_NAME = "arena-nightly"
+
+
+# ---------------------------------------------------------------------------------------------------- tags
+
+
+@dataclass(frozen=True)
+class RunTags:
+    """The harness tags of one run, typed. Each field is the tag ``harness.<field>``; lists are comma-joined.
+
+    Write with `tags(kind, **fields)`; read with `RunTags.from_tags(mapping)` or `RunTags.from_row(row)` (a row of
+    `harness.tracking.store.search_runs`).
+    """
+
+    kind: str | None = None
+    schema_version: int | None = None
+    # checkpoints and suites
+    stage: str | None = None  # base, sft, dpo, rlvr (train runs and the pipeline's eval runs)
+    model: str | None = None  # the model as given: folder, hub id or models:/ URI
+    model_hash: str | None = None  # content hash of the checkpoint
+    suite: str | None = None
+    suite_version: str | None = None
+    cached_tasks: tuple[str, ...] = ()
+    model_version: str | None = None  # registered model version of a train run's checkpoint
+    logged_model: str | None = None  # MLflow LoggedModel id of a train run's checkpoint
+    checkpoint: str | None = None  # local folder of a train run's checkpoint
+    # arenas and ratings
+    judge: str | None = None
+    judge_version: str | None = None
+    reward_model: str | None = None
+    command: str | None = None  # rate / winrate
+    # nightlies
+    candidate: str | None = None
+    baseline: str | None = None
+    candidate_eval_run: str | None = None
+    baseline_eval_run: str | None = None
+    candidate_version: str | None = None
+    regressions: tuple[str, ...] = ()
+    verdict: Literal["pass", "fail", "cannot-compare"] | None = None
+    promoted: str | None = None
+    # compare
+    runs: tuple[str, ...] = ()
+
+    @classmethod
+    def from_tags(cls, tags: Mapping[str, Any]) -> "RunTags":
+        """Parse a run's tag mapping (missing tags are None or empty)."""
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = tags.get(PREFIX + f.name)
+            if raw is None or (isinstance(raw, float) and raw != raw):  # NaN: a pandas cell without the tag
+                continue
+            raw = str(raw)
+            if f.name in _LIST_FIELDS:
+                values[f.name] = tuple(x for x in raw.split(",") if x)
+            elif f.name == "schema_version":
+                values[f.name] = int(raw) if raw.isdigit() else None
+            else:
+                values[f.name] = raw
+        return cls(**values)
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> "RunTags":
+        """Parse the ``tags.*`` columns of a `search_runs` row."""
+        return cls.from_tags(row_tags(row))
+
+
+def row_tags(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The tag mapping of a `search_runs` row (its ``tags.*`` columns; cells of tags the run lacks are NaN)."""
+    return {k[len("tags."):]: v for k, v in row.items() if str(k).startswith("tags.")}
+
+
+_FIELDS = {f.name for f in dataclasses.fields(RunTags)}
+_LIST_FIELDS = {"cached_tasks", "regressions", "runs"}
+PARENT_TAG = "mlflow.parentRunId"
+RUN_NAME_TAG = "mlflow.runName"
+
+
+def tag_key(field: str) -> str:
+    """The MLflow tag key of a `RunTags` field (``model_hash`` → ``harness.model_hash``)."""
+    if field not in _FIELDS:
+        raise KeyError(f"no harness tag {field!r}; tags: {', '.join(sorted(_FIELDS))}")
+    return PREFIX + field
+
+
+def column(field: str) -> str:
+    """The `search_runs` column of a tag field (``suite`` → ``tags.harness.suite``)."""
+    return "tags." + tag_key(field)
+
+
+def tags(kind: Kind | None = None, **fields: Any) -> dict[str, str]:
+    """Tags to write, by `RunTags` field name; with `kind`, also ``harness.kind`` and ``harness.schema_version``.
+
+    None values are left out; lists and tuples are comma-joined. An unknown field name is a programming error
+    (`KeyError`), so a misspelt tag cannot reach the record.
+    """
+    out: dict[str, str] = {}
+    if kind is not None:
+        out[tag_key("kind")] = Kind(kind).value
+        out[tag_key("schema_version")] = str(SCHEMA_VERSION)
+    for name, value in fields.items():
+        if value is None:
+            continue
+        if name in _LIST_FIELDS and not isinstance(value, str):
+            value = ",".join(str(v) for v in value)
+        out[tag_key(name)] = str(value)
+    return out
+
+
+def where(kind: Kind | None = None, *, finished: bool = True, **fields: str) -> str:
+    """An MLflow search filter: runs of `kind` (FINISHED ones only, unless asked) whose tags equal `fields`."""
+    terms = []
+    if kind is not None:
+        terms.append(f"tags.`{tag_key('kind')}` = {_quote(Kind(kind).value)}")
+    if finished:
+        terms.append("attributes.status = 'FINISHED'")
+    for name, value in fields.items():
+        terms.append(f"tags.`{tag_key(name)}` = {_quote(value)}")
+    return " and ".join(terms)
+
+
+def where_name(value: str) -> str:
+    """A search term matching runs by name."""
+    return f"attributes.run_name = {_quote(value)}"
+
+
+def _quote(value: Any) -> str:
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+_warned: set[str] = set()
+
+
+def check_version(tags: Mapping[str, Any], run_id: str) -> RunTags:
+    """Parse a run's tags and check its schema version: an older record is read with a one-line warning (once per
+    run), a newer one raises `HarnessError`.
+
+    Returns:
+        The run's `RunTags`.
+    """
+    parsed = RunTags.from_tags(tags)
+    version = parsed.schema_version or 0
+    if version > SCHEMA_VERSION:
+        raise HarnessError(f"run {run_id} was recorded with record schema version {version}, newer than this "
+                           f"harness's {SCHEMA_VERSION}: upgrade harness to read it")
+    if version < SCHEMA_VERSION and run_id not in _warned:
+        _warned.add(run_id)
+        print(f"harness: warning: run {run_id} was recorded with record schema version {version} (this harness "
+              f"writes {SCHEMA_VERSION}); reading it as version {SCHEMA_VERSION}", file=sys.stderr)
+    return parsed
+
+
+# ----------------------------------------------------------------------------------------------- artifacts
+
+
+Format = Literal["csv", "jsonl", "json", "yaml", "text", "png", "dir"]
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One artifact of the record: its path inside the run and how it is stored.
+
+    `harness.tracking.store` writes it (`Run.write`) and reads it back (`store.read`) by its format: ``csv`` and
+    ``jsonl`` are pandas tables (``jsonl`` read with JSON's own types), ``json``/``yaml`` plain data, ``text``
+    strings, ``png`` matplotlib figures, ``dir`` a local folder.
+    """
+
+    path: str
+    format: Format
+
+    def __post_init__(self) -> None:
+        if posixpath.normpath(self.path) != self.path or self.path.startswith(("/", "..")):
+            raise ValueError(f"artifact path {self.path!r} is not a normalised relative path")
+
+    @property
+    def folder(self) -> str | None:
+        """The folder part of the path (None at the run's root)."""
+        parent = posixpath.dirname(self.path)
+        return parent or None
+
+
+def _file(name: str) -> str:
+    """A file name from a task or model name: path separators and odd characters become ``_``."""
+    return re.sub(r"[^\w\-.]", "_", str(name)).strip(".") or "_"
+
+
+# the resolved config of a pipeline or train run
+CONFIG = Artifact("config.yaml", "yaml")
+# a train run's checkpoint folder (registered as a model version, and the LoggedModel's artifacts)
+CHECKPOINT = Artifact("checkpoint", "dir")
+
+# eval runs
+LM_EVAL_RESULTS = Artifact("lm_eval_results.json", "json")  # lm-eval's output without the samples
+SCORES = Artifact("scores.csv", "csv")  # skill, task, metric, value, stderr, ci_low, ci_high, n
+SKILLS = Artifact("skills.csv", "csv")  # skill, value, stderr, ci_low, ci_high, n, tasks
+SUITE_FOLDER = "suite"  # the suite file, copied
+
+
+def samples(task: str) -> Artifact:
+    """Per-item rows of one task: doc_id, item_id, prompt, target, response, one column per metric."""
+    return Artifact(f"samples/{_file(task)}.jsonl", "jsonl")
+
+
+# the pipeline's stage x skill table
+STAGE_SKILL_TABLE = Artifact("stage_skill.csv", "csv")
+STAGE_SKILL_TEXT = Artifact("stage_skill.txt", "text")
+STAGE_SKILL_FIGURE = Artifact("stage_skill.png", "png")
+
+# compare runs
+COMPARE_TABLE = Artifact("compare.csv", "csv")
+COMPARE_TEXT = Artifact("compare.txt", "text")
+
+# arena runs (under arena/) and ratings runs (under rate/ or winrate/)
+ARENA = "arena"
+ARENA_CONFIG = Artifact("arena/config.yaml", "yaml")
+ARENA_ANSWERS = Artifact("arena/answers.jsonl", "jsonl")
+ARENA_BATTLES = Artifact("arena/battles.jsonl", "jsonl")
+ARENA_JUDGEMENTS = Artifact("arena/judgements.jsonl", "jsonl")
+ARENA_FAILURES = Artifact("arena/failures.jsonl", "jsonl")
+
+
+def leaderboard(prefix: str = ARENA) -> Artifact:
+    """A ratings leaderboard (model, rating, ci_low, ci_high, ...) under `prefix` (arena, rate, winrate)."""
+    return Artifact(f"{prefix}/leaderboard.csv", "csv")
+
+
+def leaderboard_json(prefix: str = ARENA) -> Artifact:
+    return Artifact(f"{prefix}/leaderboard.json", "json")
+
+
+def matrix(name: str, prefix: str = ARENA) -> Artifact:
+    """A square model × model table (win_prob, empirical_win_rate, battle_counts); first column ``model``."""
+    return Artifact(f"{prefix}/{_file(name)}.csv", "csv")
+
+
+def ratings_figure(name: str, prefix: str = ARENA) -> Artifact:
+    return Artifact(f"{prefix}/{_file(name)}.png", "png")
+
+
+def ratings_details(prefix: str) -> Artifact:
+    return Artifact(f"{prefix}/details.json", "json")
+
+
+# nightly runs
+NIGHTLY_CONFIG = Artifact("nightly/config.yaml", "yaml")
+NIGHTLY_COMPARISONS = Artifact("nightly/comparisons.csv", "csv")
+NIGHTLY_REASONS = Artifact("nightly/reasons.txt", "text")
+NIGHTLY_REPORT_MD = Artifact("nightly/report.md", "text")
+NIGHTLY_REPORT_HTML = Artifact("nightly/report.html", "text")
+
+
+# ------------------------------------------------------------------------------------------ metrics, params
+
+
+def task_metric(skill: str, task: str, metric: str) -> str:
+    """An eval metric: ``<skill>/<task>/<metric>/<filter>`` (lm-eval's ``metric,filter`` split at the comma)."""
+    return key(f"{skill}/{task}/{metric}")
+
+
+def skill_metric(skill: str) -> str:
+    """A skill's aggregate score (``overall`` for the mean over skills): ``<skill>/score``."""
+    return key(f"{skill}/score")
+
+
+def lm_eval_stderr(metric: str) -> str:
+    """lm-eval's stderr key of a metric key: ``exact_match,strict-match`` → ``exact_match_stderr,strict-match``."""
+    name, _, filt = metric.partition(",")
+    return f"{name}_stderr,{filt}"
+
+
+def task_stderr(skill: str, task: str, metric: str) -> str:
+    """The standard error beside `task_metric`: ``<skill>/<task>/<metric>_stderr/<filter>``."""
+    return task_metric(skill, task, lm_eval_stderr(metric))
+
+
+def skill_stderr(skill: str) -> str:
+    """``<skill>/score_stderr``."""
+    return key(f"{skill}/score_stderr")
+
+
+OVERALL = "overall"
+
+# nightly metrics: the candidate's value under the eval name, and these prefixes before it
+NIGHTLY_PREFIXES = ("baseline", "delta", "delta_ci_low", "delta_ci_high", "p_value", "p_adjusted")
+NIGHTLY_COUNTS = {"metrics": "nightly/metrics", "regressions": "nightly/regressions",
+                  "improvements": "nightly/improvements", "pass": "nightly/pass"}
+
+
+def nightly_metric(prefix: str, metric_key: str) -> str:
+    """``<prefix>/<skill>/<task>/<metric>`` for one compared metric (prefix from `NIGHTLY_PREFIXES`)."""
+    if prefix not in NIGHTLY_PREFIXES:
+        raise KeyError(f"no nightly metric prefix {prefix!r}; prefixes: {', '.join(NIGHTLY_PREFIXES)}")
+    return key(f"{prefix}/{metric_key}")
+
+
+def compare_delta_metric(label: str, skill: str) -> str:
+    return key(f"delta/{label}/{skill}/score")
+
+
+def ratings_metric(column: str, model: str) -> str:
+    """A leaderboard column of one model: ``<column>/<model>`` (``rating/sft``, ``ci_low/sft``...)."""
+    return key(f"{column}/{model}")
+
+
+# training costs, on each train run and (as totals) on the pipeline run
+COST = {"usd": "cost/usd", "tokens": "cost/tokens", "seconds": "cost/seconds", "flops": "cost/flops"}
+COST_TOTALS = {"usd": "cost/total_usd", "tokens": "cost/total_tokens", "seconds": "cost/total_seconds",
+               "flops": "cost/total_flops"}
+
+
+def task_param(task: str, setting: str) -> str:
+    """An eval run's per-task setting: ``task.<task>.<setting>`` (version, num_fewshot, apply_chat_template...)."""
+    return key(f"task.{task}.{setting}")
+
+
+def parse_task_param(name: str) -> tuple[str, str] | None:
+    """``task.<task>.<setting>`` → ``(task, setting)``; None for other params."""
+    if not name.startswith("task."):
+        return None
+    task, _, setting = name[len("task."):].rpartition(".")
+    return (task, setting) if task else None
+
+
+def compare_run_param(label: str) -> str:
+    """A compare run's param naming one compared eval run: ``run.<label>``."""
+    return key(f"run.{label}")
