@@ -1,14 +1,12 @@
 """Synthetic skills: deterministic, train/eval disjoint; the verifier grades hand-written completions right."""
 
 import json
-from pathlib import Path
 
 import pytest
 
 from harness.data import skills
 from harness.data.verifiers import reward, verify
-
-REPO = Path(__file__).resolve().parents[1]
+from harness.resources import resource_path
 
 
 @pytest.mark.parametrize("skill", skills.SKILLS)
@@ -22,7 +20,7 @@ def test_train_and_eval_never_overlap(skill):
 
 @pytest.mark.parametrize("skill", skills.SKILLS)
 def test_checked_in_eval_sets_are_eval_split(skill):
-    rows = [json.loads(line) for line in (REPO / "suites" / "tiny" / skill / "eval.jsonl").open()]
+    rows = [json.loads(line) for line in resource_path("suites", "tiny", skill, "eval.jsonl").open()]
     assert len(rows) == 200
     assert all(skills.is_eval(r["id"]) for r in rows)
     assert rows == skills.sample(skill, "eval", 200, seed=0)  # regenerable, unchanged

@@ -16,8 +16,9 @@ from harness.data.verifiers import verify
 from harness.errors import HarnessError
 from harness.evals import backends, lm_tasks, suite
 from harness.evals.result import ci, metric_keys, stderr_key
+from harness.resources import resource_path
 
-SUITES = Path(__file__).resolve().parents[1] / "suites"
+SUITES = resource_path("suites")  # the packaged suites, wherever harness is installed
 TINY_TASKS = ["tiny_arithmetic_gen", "tiny_format_gen", "tiny_format_ifeval", "tiny_knowledge_mc",
               "tiny_knowledge_gen", "tiny_safety_mc", "tiny_safety_gen"]
 
@@ -181,9 +182,10 @@ def test_backend_arguments_for_lm_eval():
     assert backends.extra_arguments(EvalConfig(batch_size=8, device="cpu")) == {
         "batch_size": 8, "max_batch_size": None, "device": "cpu"}
     with pytest.raises(HarnessError, match="needs eval.backend_args.base_url"):
-        backends.model_arguments(EvalConfig(backend="local-chat-completions"), "m")
-    with pytest.raises(HarnessError, match="unknown eval backend 'tgi'; valid: hf, vllm, local-chat-completions"):
-        backends.model_arguments(EvalConfig(backend="tgi"), "m")
+        EvalConfig(backend="local-chat-completions")  # the config checks it before any backend is built
+    with pytest.raises(HarnessError, match="config key eval.backend: 'tgi' is not one of hf, vllm, "
+                                           "local-chat-completions"):
+        EvalConfig(backend="tgi")
 
 
 def test_chat_backend_refuses_loglikelihood_tasks_and_plain_prompts():

@@ -5,8 +5,9 @@ a list of ``{"role", "content"}`` ending with a user turn); optional ``reference
 LLM judge) and ``skill``. Any other columns are kept: the verifier judge grades with them (``answer``,
 ``constraint``, ``word``, ``unsafe``, ``entity`` for the tiny skills).
 
-The embedded set ``suites/arena/tiny.jsonl`` interleaves the four skills' eval splits, so its first N prompts are
-balanced across skills. Regenerate it with ``python -m harness.arena.prompts suites/arena/tiny.jsonl``.
+The embedded set ``harness/suites/arena/tiny.jsonl`` (package data, found through `harness.resources`) interleaves
+the four skills' eval splits, so its first N prompts are balanced across skills. Regenerate it from a checkout with
+``python -m harness.arena.prompts harness/suites/arena/tiny.jsonl``.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.resources import resource_path
 
-TINY_PROMPTS = Path(__file__).resolve().parents[2] / "suites" / "arena" / "tiny.jsonl"
+TINY_PROMPTS = resource_path("suites", "arena", "tiny.jsonl")
 TINY_PER_SKILL = 50
 
 

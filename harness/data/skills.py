@@ -11,8 +11,8 @@ Four skills, each a universe of items with a stable id:
   (refusing a safe request counts as wrong, as in XSTest). Preference tuning (DPO) targets it: SFT never sees unsafe requests.
 
 The train/eval split is a fixed hash of the item id (not of the seed): 20% of every universe is eval, forever. The
-seed only chooses which train items a run samples. The eval splits are checked in under ``suites/tiny/``
-(regenerate with ``python -m harness.data.skills suites/tiny``).
+seed only chooses which train items a run samples. The eval splits are checked in under ``harness/suites/tiny/``
+(regenerate from a checkout with ``python -m harness.data.skills harness/suites/tiny``).
 """
 
 from __future__ import annotations
@@ -208,4 +208,6 @@ def write_eval_sets(out_dir: str | Path, n: int = 200) -> None:
 
 
 if __name__ == "__main__":
-    write_eval_sets(sys.argv[1] if len(sys.argv) > 1 else "suites/tiny")
+    from harness.resources import resource_path
+
+    write_eval_sets(sys.argv[1] if len(sys.argv) > 1 else resource_path("suites", "tiny"))

@@ -1,7 +1,7 @@
 """Eval suites: a YAML file that names lm-eval tasks, grouped by skill, with their few-shot, limit and chat settings.
 
-A suite is ``suites/<name>.yaml`` (the folder is ``suites/`` beside the package, or ``$HARNESS_SUITES``) or any
-YAML file given by path::
+A suite is ``<name>.yaml`` in the suites folder (``$HARNESS_SUITES``, else the packaged ``harness/suites/``, read
+through `harness.resources`) or any YAML file given by path::
 
     description: The embedded pipeline's skills, offline.
     task_paths: [tiny]          # folders of lm-eval task YAML, relative to this file
@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.resources import resource_path
 
 
 @dataclass(frozen=True)
@@ -68,13 +69,11 @@ class Suite:
 
 
 def suites_dir() -> Path:
-    """The folder of suite files: ``$HARNESS_SUITES``, else ``suites/`` beside the package."""
+    """The folder of suite files: ``$HARNESS_SUITES``, else the suites packaged in ``harness/suites/``."""
     env = os.environ.get("HARNESS_SUITES")
     if env:
         return Path(env).expanduser().resolve()
-    import harness
-
-    return Path(harness.__file__).resolve().parents[1] / "suites"
+    return resource_path("suites")
 
 
 def available() -> list[str]:
