@@ -29,6 +29,8 @@ _API = {
     "margin_for": "harness.ratings",
     "alpaca_winrate": "harness.ratings",
     "compare_suite": "harness.nightly.stats",
+    # views of the record
+    "build_dashboard": "harness.report.dashboard",
 }
 
 __all__ = sorted(_API)

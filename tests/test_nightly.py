@@ -13,11 +13,11 @@ import pytest
 from harness.cli import main
 from harness.errors import HarnessError
 from harness.evals import suite as suites
-from harness.nightly import html as h
-from harness.nightly import records, report, sides
+from harness.nightly import records, sides
 from harness.nightly.config import NightlyConfig, load_nightly_config
 from harness.nightly.result import NightlyResult
 from harness.nightly.stats import PairedScores, compare_suite
+from harness.report import nightly as report
 from harness.resources import resource_path
 
 SUITES = resource_path("suites")  # the packaged suites, wherever harness is installed
@@ -40,12 +40,14 @@ def test_config_defaults_file_and_overrides(tmp_path):
 @pytest.mark.parametrize("text, message", [
     ("corection: bh\n", "unknown config key 'corection'; valid keys: suite, baseline"),
     ("eval: {limt: 3}\n", "unknown config key 'eval.limt'"),
-    ("correction: bonferroni\n", "correction: 'bonferroni'; valid: holm, bh"),
-    ("metrics: some\n", "valid: headline, all"),
-    ("alpha: 2\n", "alpha: 2.0; must be between 0 and 1"),
-    ("min_effect: -0.1\n", "min_effect: -0.1; must be a number >= 0"),
-    ("min_effects: {'acc,none': x}\n", "min_effects.acc,none: 'x'"),
+    ("correction: bonferroni\n", "config key correction: 'bonferroni' is not one of holm, bh"),
+    ("metrics: some\n", "config key metrics: 'some' is not one of headline, all"),
+    ("alpha: 2\n", "config key alpha: 2 is out of range (valid: > 0 and < 1)"),
+    ("min_effect: -0.1\n", "config key min_effect: -0.1 is out of range (valid: >= 0)"),
+    ("min_effects: {'acc,none': x}\n", "config key min_effects.acc,none: expected float, got 'x'"),
+    ("min_effects: {'acc,none': -1}\n", "config key min_effects.acc,none: -1 is out of range (valid: >= 0)"),
     ("min_effects: [1]\n", "expected a mapping"),
+    ("rounds: 0\n", "config key rounds: 0 is out of range (valid: >= 1)"),
 ])
 def test_config_errors_name_the_key(tmp_path, text, message):
     path = tmp_path / "bad.yaml"
@@ -178,15 +180,6 @@ def test_sides_that_name_nothing_are_one_line_errors(tmp_path, tiny_checkpoint):
 
 
 # --- escaping and the report ----------------------------------------------------------------------------------
-
-
-def test_html_escapes_model_text():
-    table = h.table(pd.DataFrame({"model": [XSS], "score": [0.5]}), text=["model"])
-    assert "<script>" not in table and "&lt;script&gt;" in table
-    assert h.tag("td", h.Raw("<b>x</b>")) == "<td><b>x</b></td>"
-    assert h.tag("a", "x", href='"><script>') == '<a href="&quot;&gt;&lt;script&gt;">x</a>'
-    page = h.page(XSS, [table], subtitle=XSS, footer=XSS)
-    assert "<script" not in page.lower()
 
 
 def _result(verdict_drop: float) -> NightlyResult:

@@ -8,7 +8,6 @@ stays the single record. The delta's CI assumes independent runs: ±1.96·√(se
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from typing import TYPE_CHECKING
@@ -107,23 +106,13 @@ def compare(refs: list[str], *, results_dir: str | os.PathLike, experiment: str 
 
 def format_compare(table: "pd.DataFrame") -> str:
     """The comparison as aligned text: ``value [ci]`` per run, ``+delta [ci]`` per non-baseline run."""
+    from harness.report.tables import estimate, render
+
     labels = [c for c in table.columns if c not in KEY and not c.endswith((" ci_low", " ci_high"))]
-
-    def cell(row, label: str) -> str:
-        value, low, high = row[label], row[f"{label} ci_low"], row[f"{label} ci_high"]
-        if not math.isfinite(value):
-            return "-"
-        fmt = "{:+.3f}" if label.startswith("Δ ") else "{:.3f}"
-        ci = f" [{low:+.3f}, {high:+.3f}]" if label.startswith("Δ ") else f" [{low:.3f}, {high:.3f}]"
-        return fmt.format(value) + (ci if math.isfinite(low) and math.isfinite(high) else "")
-
-    rows = [["skill", "task", "metric", *labels]]
-    for _, row in table.iterrows():
-        rows.append([str(row.skill), str(row.task), str(row.metric), *(cell(row, label) for label in labels)])
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    rows = [[str(row.skill), str(row.task), str(row.metric),
+             *(estimate(row[label], row[f"{label} ci_low"], row[f"{label} ci_high"], signed=label.startswith("Δ "))
+               for label in labels)] for _, row in table.iterrows()]
+    return render(rows, [*KEY, *labels])
 
 
 def _log(table: "pd.DataFrame", runs: list[dict], labels: list[str], results_dir, experiment: str) -> None:

@@ -66,25 +66,15 @@ class SuiteResult:
 
     def summary(self) -> str:
         """Per-skill scores with 95% CIs, then every task metric, as aligned text for the terminal."""
+        from harness.report.tables import interval, number, render
+
         cached = f" (cached: {', '.join(self.cached)})" if self.cached else ""
-        lines = [f"{self.model} on suite {self.suite}{cached}"]
-        rows = [("skill", "task", "metric", "value", "95% CI", "n")]
-        for r in self.skills.itertuples():
-            rows.append((r.skill, "", "score", _fmt(r.value), _fmt_ci(r.ci_low, r.ci_high), str(r.n)))
-        for r in self.scores.itertuples():
-            rows.append((r.skill, r.task, r.metric, _fmt(r.value), _fmt_ci(r.ci_low, r.ci_high), str(r.n)))
-        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-        lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
-        lines.insert(2, "  ".join("-" * w for w in widths))
-        return "\n".join(lines)
-
-
-def _fmt(value: float) -> str:
-    return f"{value:.3f}" if math.isfinite(value) else "-"
-
-
-def _fmt_ci(low: float, high: float) -> str:
-    return f"[{low:.3f}, {high:.3f}]" if math.isfinite(low) and math.isfinite(high) else "-"
+        rows = [(r.skill, "", "score", number(r.value), interval(r.ci_low, r.ci_high), str(r.n))
+                for r in self.skills.itertuples()]
+        rows += [(r.skill, r.task, r.metric, number(r.value), interval(r.ci_low, r.ci_high), str(r.n))
+                 for r in self.scores.itertuples()]
+        table = render(rows, ["skill", "task", "metric", "value", "95% CI", "n"])
+        return f"{self.model} on suite {self.suite}{cached}\n{table}"
 
 
 def metric_keys(row: dict) -> list[str]:

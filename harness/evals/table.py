@@ -8,7 +8,6 @@ text, and a bar chart with CI error bars.
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Mapping
 
 if TYPE_CHECKING:
@@ -49,25 +48,14 @@ def stage_skill_table(results: Mapping[str, "SuiteResult"]) -> "pd.DataFrame":
     return wide.reindex(index=list(results), columns=columns)
 
 
-def _cell(value: float, low: float, high: float) -> str:
-    if not math.isfinite(value):
-        return "-"
-    if not (math.isfinite(low) and math.isfinite(high)):
-        return f"{value:.3f}"
-    return f"{value:.3f} [{low:.3f}, {high:.3f}]"
-
-
 def format_stage_skill_table(table: "pd.DataFrame") -> str:
     """The table as aligned text, one cell per skill: ``value [ci_low, ci_high]``."""
+    from harness.report.tables import estimate, render
+
     skills = list(dict.fromkeys(table.columns.get_level_values(0)))
-    header = ["stage", *skills]
-    rows = [header]
-    for stage, row in table.iterrows():
-        rows.append([str(stage), *(_cell(row[(s, "value")], row[(s, "ci_low")], row[(s, "ci_high")]) for s in skills)])
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines) + "\n(95% CIs: value ± 1.96·stderr, clipped to [0, 1] for proportions)"
+    rows = [[str(stage), *(estimate(row[(s, "value")], row[(s, "ci_low")], row[(s, "ci_high")]) for s in skills)]
+            for stage, row in table.iterrows()]
+    return render(rows, ["stage", *skills]) + "\n(95% CIs: value ± 1.96·stderr, clipped to [0, 1] for proportions)"
 
 
 def log_stage_skill_table(run: "Run", results: Mapping[str, "SuiteResult"]) -> "pd.DataFrame":
@@ -76,7 +64,7 @@ def log_stage_skill_table(run: "Run", results: Mapping[str, "SuiteResult"]) -> "
     Returns:
         The table (as `stage_skill_table`).
     """
-    from harness.plots.evals import stage_skill_figure
+    from harness.report.figures import stage_skill_figure
     from harness.tracking import schema
 
     long = long_table(results)

@@ -1,17 +1,15 @@
-"""Nightly regression checks with paired per-item statistics, their reports, and the static dashboard.
+"""Nightly regression checks with paired per-item statistics; their report is rendered by `harness.report`.
 
 Public surface (heavy imports — lm-eval, torch, pandas, MLflow — happen on first use):
 
 - `run_nightly(candidate, baseline, cfg, promote=)` → `NightlyResult` (`.verdict`, `.exit_code`, `.comparisons`)
 - `NightlyConfig`, `load_nightly_config(path, overrides)`
-- `markdown(result)`, `html_page(result)`: the nightly report
-- `build_dashboard(experiment, out_dir, results_dir=)`: ``DIR/index.html`` from the MLflow store
+- `markdown(result)`, `html_page(result)`: the nightly report (`harness.report.nightly`)
 - statistics: `compare_suite`, `overall_verdict`, `PairedScores`, `Comparison`, `align_items`, `adjust_p_values`
 
 Modules, in data-flow order: `config`, `sides` (what --candidate and --baseline name), `records` (eval runs read
-back from MLflow, like-with-like checks, pairing), `stats`, `result` (what a nightly found), `history` (trends), `run` (the nightly and
-its MLflow record), `html` (page template and escaping), `report`, `dashboard`, `cli` (``harness nightly``,
-``harness dashboard``).
+back from MLflow, like-with-like checks, pairing), `stats`, `result` (what a nightly found), `history` (trends),
+`run` (the nightly and its MLflow record), `cli` (``harness nightly``).
 """
 
 from __future__ import annotations
@@ -24,9 +22,8 @@ _API = {
     "load_nightly_config": "config",
     "NightlyResult": "result",
     "run_nightly": "run",
-    "markdown": "report",
-    "html_page": "report",
-    "build_dashboard": "dashboard",
+    "markdown": "harness.report.nightly",
+    "html_page": "harness.report.nightly",
     "Comparison": "stats",
     "PairedScores": "stats",
     "adjust_p_values": "stats",

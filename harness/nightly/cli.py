@@ -1,11 +1,10 @@
-"""``harness nightly`` and ``harness dashboard``.
+"""``harness nightly``.
 
     harness nightly --candidate models:/harness-embedded/4 --baseline champion --suite tiny --promote
     harness nightly --candidate /ckpt/step-9000 --baseline last-pass --config nightly.yaml --html report.html
-    harness dashboard --experiment harness --out site/
 
-``nightly`` exits 0 on a pass, 1 on a regression, 2 when it cannot compare or on bad input. Only argparse is
-imported here; lm-eval, torch, pandas and MLflow load when a command runs.
+It exits 0 on a pass, 1 on a regression, 2 when it cannot compare or on bad input. Only argparse is imported
+here; lm-eval, torch, pandas and MLflow load when the command runs. ``harness dashboard`` is `harness.report.cli`.
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ import argparse
 
 
 def add_parsers(sub) -> None:
-    """Register ``nightly`` and ``dashboard`` on `sub` (argparse subparsers)."""
+    """Register ``nightly`` on `sub` (argparse subparsers)."""
     p = sub.add_parser(
         "nightly",
         help="evaluate a candidate against a baseline per item, with multiple-comparison control; exit 1 on a "
@@ -31,7 +30,8 @@ def add_parsers(sub) -> None:
                    help="an alias of the registered model (champion), a model (folder, hub id, models:/ URI) or "
                    "'last-pass' (the latest passing nightly of the same suite version); default: baseline in the "
                    "config (champion)")
-    p.add_argument("--suite", help="suite name (suites/<name>.yaml) or suite YAML file (default: suite in the config)")
+    p.add_argument("--suite", help="suite name (packaged, or $HARNESS_SUITES/<name>.yaml) or suite YAML file "
+                   "(default: suite in the config)")
     p.add_argument("--config", metavar="FILE", help="nightly YAML file (nightly keys, eval: and arena: sections)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config key, e.g. --set alpha=0.01 or --set eval.limit=200 (repeatable)")
@@ -45,19 +45,6 @@ def add_parsers(sub) -> None:
     p.add_argument("--experiment", help="MLflow experiment (default: harness)")
     p.set_defaults(func=_nightly)
 
-    d = sub.add_parser(
-        "dashboard",
-        help="write a static HTML dashboard of an MLflow experiment",
-        description="Build DIR/index.html from the MLflow store alone: leaderboard across checkpoints, per-skill "
-        "comparison plots, stage progression base -> SFT -> DPO -> RLVR, arena ratings with CIs, cost per stage, "
-        "nightly verdicts and sample generations. No scripts; images beside the page.",
-    )
-    d.add_argument("--experiment", default="harness", help="MLflow experiment (default: harness)")
-    d.add_argument("--out", required=True, metavar="DIR", help="output folder (index.html and img/)")
-    d.add_argument("--results", metavar="DIR", help="results folder of the default sqlite store (default: results)")
-    d.add_argument("--samples", type=int, default=3, metavar="N", help="sample generations shown per task (default 3)")
-    d.set_defaults(func=_dashboard)
-
 
 def _nightly(args: argparse.Namespace) -> int:
     import os
@@ -66,34 +53,20 @@ def _nightly(args: argparse.Namespace) -> int:
     from harness.nightly.config import load_nightly_config
 
     flags = {"suite": args.suite, "registered_model": args.registered_model, "results": args.results,
-             "experiment": args.experiment}
-    cfg = load_nightly_config(args.config, args.overrides)
-    for key, value in flags.items():
-        if value is not None:
-            setattr(cfg, key, value)
-    if args.arena:
-        cfg.arena.enabled = True
+             "experiment": args.experiment, "arena": {"enabled": True if args.arena else None}}
+    cfg = load_nightly_config(args.config, args.overrides, flags=flags)  # checked whole before any model work
 
     import torch
 
     torch.set_num_threads(cfg.threads)
-    from harness.nightly.report import html_page, markdown
+    from harness import capture, console
+    from harness.report.nightly import html_page, markdown
     from harness.nightly.run import run_nightly
 
+    capture.log_to(cfg.results)
     result = run_nightly(args.candidate, args.baseline, cfg, promote=args.promote)
-    print(markdown(result))
+    console.result(markdown(result))
     if args.html:
         with open(args.html, "w") as f:
             f.write(html_page(result))
     return result.exit_code
-
-
-def _dashboard(args: argparse.Namespace) -> int:
-    import os
-
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    from harness.nightly.dashboard import build_dashboard
-
-    index = build_dashboard(args.experiment, args.out, results_dir=args.results or "results", samples=args.samples)
-    print(f"dashboard: {index}")
-    return 0

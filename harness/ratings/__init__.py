@@ -10,7 +10,8 @@ Modules, in data-flow order:
 - `tables`: the leaderboard and the win-rate / battle-count matrices.
 - `alpaca`: AlpacaEval win rate, standard error and length-controlled win rate from annotations files.
 - `simulate`: battle logs drawn from known ratings (tests, benchmarks).
-- `plots`, `report`: figures, output formats and MLflow logging; `cli`: `harness elo | rate | winrate`.
+- `report`: output formats and MLflow logging (figures are `harness.report.figures`); `cli`: `harness elo | rate |
+  winrate`.
 """
 
 from __future__ import annotations

@@ -255,7 +255,7 @@ def _online_board(battles, args: argparse.Namespace):
 def _rate_figures(board, battles, args: argparse.Namespace):
     from harness.ratings.elo import win_prob_matrix
     from harness.ratings.tables import battle_count_matrix, empirical_win_rate_matrix
-    from harness.ratings.plots import plot_ratings, plot_win_matrix
+    from harness.report.figures import ratings_figure, win_matrix_figure
 
     ratings = board.set_index("model")["rating"]
     predicted = win_prob_matrix(ratings, scale=args.scale, base=args.base)
@@ -265,9 +265,9 @@ def _rate_figures(board, battles, args: argparse.Namespace):
         "empirical_win_rate": empirical_win_rate_matrix(battles).loc[order, order],
         "battle_counts": battle_count_matrix(battles).loc[order, order],
     }
-    figures = {"ratings": plot_ratings(board), "win_prob": plot_win_matrix(predicted)}
+    figures = {"ratings": ratings_figure(board), "win_prob": win_matrix_figure(predicted)}
     if "style_rating" in board.columns:
-        figures["style_ratings"] = plot_ratings(board, title="Style-controlled ratings", column="style_rating")
+        figures["style_ratings"] = ratings_figure(board, title="Style-controlled ratings", column="style_rating")
     return figures, matrices
 
 
@@ -312,9 +312,9 @@ def _winrate(args: argparse.Namespace) -> int:
         print(caption, file=sys.stderr)
     _emit(text, args.output)
     if args.mlflow:
-        from harness.ratings.plots import plot_ratings
+        from harness.report.figures import ratings_figure
 
         view = table.assign(rating=table["length_controlled_winrate"])
-        figures = {"lc_winrate": plot_ratings(view, title="Length-controlled win rate (%)")}
+        figures = {"lc_winrate": ratings_figure(view, title="Length-controlled win rate (%)")}
         _log(args, "winrate", table, {}, figures)
     return 0

@@ -1,6 +1,7 @@
 """Rendering ratings tables (table, csv, markdown, json) and handing them to MLflow.
 
-JSON output is a list of objects, one per row, with NaN written as null. MLflow logging goes through
+Table and Markdown output go through the harness's one table renderer (`harness.report.tables`); JSON output is a
+list of objects, one per row, with NaN written as null. MLflow logging goes through
 `harness.tracking.store` only: per-model metrics (`rating/<model>`, `ci_low/<model>`, …), the leaderboard as CSV
 and JSON artifacts, matrices as CSV, and figures as PNG.
 """
@@ -35,15 +36,6 @@ def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return [{k: _plain(v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
 
 
-def _cell(value: Any, digits: int) -> str:
-    value = _plain(value)
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
 def render(frame: pd.DataFrame, fmt: str = "table", *, digits: int | Mapping[str, int] = 1) -> str:
     """Render a table.
 
@@ -56,26 +48,16 @@ def render(frame: pd.DataFrame, fmt: str = "table", *, digits: int | Mapping[str
     Returns:
         The text (no trailing newline for table and markdown).
     """
+    from harness.report import tables
+
     if fmt == "json":
         return json.dumps(records(frame), indent=2)
     if fmt == "csv":
         return frame.to_csv(index=False).rstrip("\n")
-    places = [digits.get(c, 1) if isinstance(digits, Mapping) else digits for c in frame.columns]
-    cells = [[_cell(v, d) for v, d in zip(row, places)] for row in frame.itertuples(index=False)]
-    header = [str(c) for c in frame.columns]
-    numeric = [pd.api.types.is_numeric_dtype(frame[c]) for c in frame.columns]
-    if fmt == "markdown":
-        esc = lambda s: s.replace("|", "\\|")  # noqa: E731
-        lines = ["| " + " | ".join(map(esc, header)) + " |",
-                 "|" + "|".join("---:" if num else "---" for num in numeric) + "|"]
-        lines += ["| " + " | ".join(map(esc, row)) + " |" for row in cells]
-        return "\n".join(lines)
-    if fmt == "table":
-        widths = [max([len(h)] + [len(r[k]) for r in cells]) for k, h in enumerate(header)]
-        fmt_row = lambda row: "  ".join(  # noqa: E731
-            (v.rjust(w) if num else v.ljust(w)) for v, w, num in zip(row, widths, numeric)
-        ).rstrip()
-        return "\n".join([fmt_row(header)] + [fmt_row(r) for r in cells])
+    if fmt in ("table", "markdown"):
+        places = {c: digits.get(c, 1) if isinstance(digits, Mapping) else digits for c in frame.columns}
+        align = {c: "right" if pd.api.types.is_numeric_dtype(frame[c]) else "left" for c in frame.columns}
+        return tables.render(frame, format="text" if fmt == "table" else "markdown", align=align, digits=places)
     raise HarnessError(f"unknown format {fmt!r}; valid: {', '.join(FORMATS)}")
 
 

@@ -10,7 +10,7 @@
 - nightlies: verdicts of the latest nightly runs;
 - sample generations: the first items of every task, each leaderboard checkpoint's answer side by side.
 
-Every model name and generation is escaped (`harness.nightly.html`).
+The page is ``templates/dashboard.html``; every model name and generation is escaped (`harness.report.html`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.errors import HarnessError
-from harness.nightly import html as h
+from harness.report import html as h
+from harness.report.tables import estimate, number
 from harness.tracking import schema
 
 if TYPE_CHECKING:
@@ -98,25 +99,21 @@ def _skills_of(board: "pd.DataFrame") -> list[str]:
     return [c for c in board.columns if f"{c} ci_low" in board.columns]
 
 
-def _leaderboard_section(suite: str, board: "pd.DataFrame", out: Path) -> h.Raw:
-    from harness.plots.dashboard import skill_comparison_figure
+def _leaderboard_section(suite: str, board: "pd.DataFrame", out: Path) -> dict:
+    from harness.report.figures import skill_comparison_figure
 
     skills = _skills_of(board)
-    shown = board.assign(**{f"{s} [95% CI]": [f"{h.number(v)} {h.interval(lo, hi)}" for v, lo, hi in
+    shown = board.assign(**{f"{s} [95% CI]": [estimate(v, lo, hi) for v, lo, hi in
                                                zip(board[s], board[f"{s} ci_low"], board[f"{s} ci_high"])]
                             for s in skills})
-    columns = {"rank": "rank", "checkpoint": "checkpoint", **{f"{s} [95% CI]": s for s in
-                                                               ["overall", *[s for s in skills if s != "overall"]]
-                                                               if s in skills},
+    ordered = ["overall", *[s for s in skills if s != "overall"]]
+    columns = {"rank": "rank", "checkpoint": "checkpoint", **{f"{s} [95% CI]": s for s in ordered if s in skills},
                "model": "model", "evaluated": "evaluated", "run_id": "eval run"}
     table = h.table(shown, columns, formats={"evaluated": lambda t: t.strftime("%Y-%m-%d %H:%M")},
                     numeric=[c for c in columns if c.endswith("[95% CI]")])
     figures = [h.saved(skill_comparison_figure(board, skill), out, f"{suite}-skill-{skill}", f"{suite}: {skill}")
                for skill in skills]
-    return h.section(f"leaderboard-{suite}", f"Leaderboard: suite {suite}",
-                     h.tag("p", "latest eval run of each checkpoint (by content hash); 95% CIs from lm-eval's "
-                                "standard errors", class_="note"),
-                     table, h.tag("h3", "Per-skill comparison"), h.tag("div", h.join(figures), class_="figures"))
+    return {"suite": suite, "table": table, "figures": figures}
 
 
 def _latest_pipeline(runs: "pd.DataFrame") -> "pd.Series | None":
@@ -132,10 +129,10 @@ def _children(runs: "pd.DataFrame", parent: str, kind: schema.Kind) -> "pd.DataF
     return rows[rows[column] == parent]
 
 
-def _progression_section(runs: "pd.DataFrame", pipeline, results_dir, out: Path) -> h.Raw | None:
+def _progression_section(runs: "pd.DataFrame", pipeline, results_dir, out: Path) -> dict | None:
     import pandas as pd
 
-    from harness.plots.dashboard import stage_progression_figure
+    from harness.report.figures import stage_progression_figure
     from harness.tracking import store
 
     evals = _children(runs, pipeline["run_id"], schema.Kind.EVAL)
@@ -150,20 +147,17 @@ def _progression_section(runs: "pd.DataFrame", pipeline, results_dir, out: Path)
     long = pd.concat(frames, ignore_index=True)
     stages = list(dict.fromkeys(long["stage"]))
     skills = list(dict.fromkeys(long["skill"]))
-    cells = long.assign(cell=[f"{h.number(v)} {h.interval(lo, hi)}" for v, lo, hi in
-                              zip(long["value"], long["ci_low"], long["ci_high"])])
+    cells = long.assign(cell=[estimate(v, lo, hi) for v, lo, hi in zip(long["value"], long["ci_low"],
+                                                                        long["ci_high"])])
     table = cells.pivot(index="stage", columns="skill", values="cell").reindex(index=stages, columns=skills)
-    table = table.reset_index()
-    return h.section("progression", "Stage progression", h.tag("p", f"pipeline run {pipeline['run_id']} "
-                                                                    f"({pipeline.get('tags.' + schema.RUN_NAME_TAG)})",
-                                                               class_="note"),
-                     h.table(table, numeric=skills),
-                     h.tag("div", h.saved(stage_progression_figure(long, stages), out, "stage-progression",
-                                          "skill scores by stage, 95% CIs"), class_="figures"))
+    return {"run_id": pipeline["run_id"], "run_name": pipeline.get(f"tags.{schema.RUN_NAME_TAG}"),
+            "table": h.table(table.reset_index(), numeric=skills),
+            "figure": h.saved(stage_progression_figure(long, stages), out, "stage-progression",
+                              "skill scores by stage, 95% CIs")}
 
 
-def _arena_section(runs: "pd.DataFrame", results_dir, out: Path) -> h.Raw | None:
-    from harness.ratings.plots import plot_ratings, plot_win_matrix
+def _arena_section(runs: "pd.DataFrame", results_dir, out: Path) -> dict | None:
+    from harness.report.figures import ratings_figure, win_matrix_figure
     from harness.tracking import store
 
     arenas = _kind(runs, schema.Kind.ARENA)
@@ -174,29 +168,19 @@ def _arena_section(runs: "pd.DataFrame", results_dir, out: Path) -> h.Raw | None
         except HarnessError:
             continue  # an arena without ratings (every judgement failed): try the one before
         board.attrs["level"] = 0.95
-        shown = board.assign(ci=[h.interval(lo, hi, 0) for lo, hi in zip(board["ci_low"], board["ci_high"])])
-        columns = {"rank": "rank", "model": "model", "rating": "rating", "ci": "95% CI", "battles": "battles",
-                   "win_rate": "win rate"}
-        for col, name in (("win_rate_vs_baseline", "win rate vs baseline"), ("p_win_vs_baseline",
-                                                                                 "P(win) vs baseline")):
-            if col in shown:
-                columns[col] = name
-        table = h.table(shown, columns, formats={"rating": lambda v: h.number(v, 0)},
-                        numeric=[c for c in columns if c not in ("model",)])
-        figures = [h.saved(plot_ratings(board, title="Arena ratings"), out, "arena-ratings",
+        figures = [h.saved(ratings_figure(board, title="Arena ratings"), out, "arena-ratings",
                            "Bradley-Terry ratings (Elo scale) with 95% bootstrap CIs"),
-                   h.saved(plot_win_matrix(win_prob), out, "arena-win-prob",
+                   h.saved(win_matrix_figure(win_prob), out, "arena-win-prob",
                            "predicted win probability, row model over column model")]
-        note = f"arena run {run['run_id']}, judge {_tag(run, 'judge')}"
-        return h.section("ratings", "Arena ratings", h.tag("p", note, class_="note"), table,
-                         h.tag("div", h.join(figures), class_="figures"))
+        return {"run_id": run["run_id"], "judge": _tag(run, "judge"), "table": h.ratings_table(board),
+                "figures": figures}
     return None
 
 
-def _cost_section(runs: "pd.DataFrame", pipeline, out: Path) -> h.Raw | None:
+def _cost_section(runs: "pd.DataFrame", pipeline, out: Path) -> dict | None:
     import pandas as pd
 
-    from harness.plots.dashboard import cost_figure
+    from harness.report.figures import cost_figure
 
     train = _children(runs, pipeline["run_id"], schema.Kind.TRAIN)
     cost = {name: f"metrics.{metric}" for name, metric in schema.COST.items()}
@@ -213,16 +197,16 @@ def _cost_section(runs: "pd.DataFrame", pipeline, out: Path) -> h.Raw | None:
     costs = pd.DataFrame(rows)
     table = h.table(costs, {"stage": "stage", "usd": "USD", "seconds": "seconds", "tokens": "tokens",
                             "flops": "FLOPs"},
-                    formats={"usd": lambda v: h.number(v, 5), "seconds": lambda v: h.number(v, 1),
-                             "tokens": lambda v: h.number(v, 0), "flops": lambda v: f"{v:.3g}"},
+                    formats={"usd": lambda v: number(v, 5), "seconds": lambda v: number(v, 1),
+                             "tokens": lambda v: number(v, 0), "flops": lambda v: f"{v:.3g}"},
                     numeric=["usd", "seconds", "tokens", "flops"])
-    return h.section("cost", "Cost per stage", table,
-                     h.tag("div", h.saved(cost_figure(costs), out, "cost-per-stage", "cost and wall time per "
-                                                                                     "training stage"),
-                           class_="figures"))
+    return {"table": table, "figure": h.saved(cost_figure(costs), out, "cost-per-stage",
+                                              "cost and wall time per training stage")}
 
 
-def _nightly_section(runs: "pd.DataFrame") -> h.Raw | None:
+def _nightly_section(runs: "pd.DataFrame") -> dict | None:
+    import pandas as pd
+
     nightlies = _kind(runs, schema.Kind.NIGHTLY).head(MAX_NIGHTLIES)
     if nightlies.empty:
         return None
@@ -230,17 +214,11 @@ def _nightly_section(runs: "pd.DataFrame") -> h.Raw | None:
              "version": _tag(r, "suite_version"), "candidate": _tag(r, "candidate"),
              "baseline": _tag(r, "baseline"), "verdict": _tag(r, "verdict", "unfinished"),
              "regressed tasks": _tag(r, "regressions"), "run": r["run_id"]} for _, r in nightlies.iterrows()]
-    import pandas as pd
-
-    frame = pd.DataFrame(rows)
-    table = h.table(frame, formats={"verdict": lambda v: h.tag("span", v, class_=f"verdict {v}")},
-                    text=["candidate", "baseline"])
-    return h.section("nightlies", "Nightlies", h.tag("p", "each nightly's report is the artifact "
-                                                          f"{schema.NIGHTLY_REPORT_HTML.path} of its run",
-                                                          class_="note"), table)
+    table = h.table(pd.DataFrame(rows), badges={"verdict": lambda v: f"verdict {v}"}, text=["candidate", "baseline"])
+    return {"table": table, "report": schema.NIGHTLY_REPORT_HTML.path}
 
 
-def _samples_section(suite: str, board: "pd.DataFrame", results_dir, per_task: int) -> h.Raw | None:
+def _samples_section(suite: str, board: "pd.DataFrame", results_dir, per_task: int) -> dict | None:
     import pandas as pd
 
     from harness.tracking import store
@@ -248,7 +226,6 @@ def _samples_section(suite: str, board: "pd.DataFrame", results_dir, per_task: i
     if per_task <= 0:
         return None
     picked = board.head(MAX_SAMPLED)
-    parts = []
     tasks: dict[str, pd.DataFrame] = {}
     for _, row in picked.iterrows():
         lm_eval = store.read(row["run_id"], schema.LM_EVAL_RESULTS, results_dir)
@@ -259,13 +236,10 @@ def _samples_section(suite: str, board: "pd.DataFrame", results_dir, per_task: i
             if task not in tasks:
                 tasks[task] = table[["item_id", "prompt", "target"]]
             tasks[task] = tasks[task].merge(answers, on="item_id", how="left")
-    for task, frame in tasks.items():
-        parts += [h.tag("h3", task), h.table(frame, text=list(frame.columns))]
-    if not parts:
+    if not tasks:
         return None
-    return h.section(f"samples-{suite}", f"Sample generations: suite {suite}",
-                     h.tag("p", f"the first {per_task} items of each task; answers of the top "
-                                f"{len(picked)} checkpoints", class_="note"), *parts)
+    return {"suite": suite, "per_task": per_task, "checkpoints": len(picked),
+            "tasks": [(task, h.table(frame, text=list(frame.columns))) for task, frame in tasks.items()]}
 
 
 def build_dashboard(experiment: str, out_dir: str | os.PathLike, *, results_dir: str | os.PathLike = "results",
@@ -290,36 +264,31 @@ def build_dashboard(experiment: str, out_dir: str | os.PathLike, *, results_dir:
     runs = _runs(results_dir, experiment)
     shutil.rmtree(out / "img", ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
-    body, nav = [], {}
     evals = _kind(runs, schema.Kind.EVAL)
-    boards = {}
     suite_column = schema.column("suite")
-    for suite in dict.fromkeys(evals[suite_column]) if len(evals) else []:
-        boards[suite] = _leaderboard(evals[evals[suite_column] == suite], results_dir)
-        body.append(_leaderboard_section(suite, boards[suite], out))
-        nav[f"leaderboard-{suite}"] = f"Leaderboard {suite}"
+    boards = {suite: _leaderboard(evals[evals[suite_column] == suite], results_dir)
+              for suite in (dict.fromkeys(evals[suite_column]) if len(evals) else [])}
     pipeline = _latest_pipeline(runs)
-    sections = [("progression", "Stages", lambda: _progression_section(runs, pipeline, results_dir, out)
-                 if pipeline is not None else None),
-                ("ratings", "Ratings", lambda: _arena_section(runs, results_dir, out)),
-                ("cost", "Cost", lambda: _cost_section(runs, pipeline, out) if pipeline is not None else None),
-                ("nightlies", "Nightlies", lambda: _nightly_section(runs))]
-    for anchor, name, build in sections:
-        part = build()
-        if part is not None:
-            body.append(part)
-            nav[anchor] = name
-    for suite, board in boards.items():
-        part = _samples_section(suite, board, results_dir, samples)
-        if part is not None:
-            body.append(part)
-            nav[f"samples-{suite}"] = f"Samples {suite}"
-    if not body:
+    sections = {
+        "leaderboards": [_leaderboard_section(suite, board, out) for suite, board in boards.items()],
+        "progression": _progression_section(runs, pipeline, results_dir, out) if pipeline is not None else None,
+        "ratings": _arena_section(runs, results_dir, out),
+        "cost": _cost_section(runs, pipeline, out) if pipeline is not None else None,
+        "nightlies": _nightly_section(runs),
+        "samples": [part for suite, board in boards.items()
+                    if (part := _samples_section(suite, board, results_dir, samples)) is not None],
+    }
+    nav = {f"leaderboard-{b['suite']}": f"Leaderboard {b['suite']}" for b in sections["leaderboards"]}
+    nav.update({anchor: name for anchor, name in (("progression", "Stages"), ("ratings", "Ratings"), ("cost", "Cost"),
+                                                  ("nightlies", "Nightlies")) if sections[anchor] is not None})
+    nav.update({f"samples-{part['suite']}": f"Samples {part['suite']}" for part in sections["samples"]})
+    if not nav:
         raise HarnessError(f"experiment {experiment!r} has no eval, arena, pipeline or nightly runs to show")
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     uri = store.tracking_uri(results_dir)
     index = out / "index.html"
-    index.write_text(h.page(f"harness: {experiment}", body, nav=nav,
+    index.write_text(h.page("dashboard.html", title=f"harness: {experiment}", nav=nav,
                             subtitle=f"{len(runs)} finished runs in MLflow experiment {experiment!r}",
-                            footer=f"built {now} from {uri}; open the runs with: mlflow ui --backend-store-uri {uri}"))
+                            footer=f"built {now} from {uri}; open the runs with: mlflow ui --backend-store-uri {uri}",
+                            **sections))
     return index
