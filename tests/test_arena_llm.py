@@ -19,7 +19,7 @@ import pytest
 from harness.arena.judges import build_judge
 from harness.arena.llm_judge import LLMJudge
 from harness.cli import main
-from harness.config import ArenaConfig
+from harness.config import ArenaConfig, LLMJudgeConfig
 from harness.errors import HarnessError
 
 SECRET = "sk-test-Zq81xVbNw3-never-log-me"
@@ -118,8 +118,8 @@ def test_llm_judge_needs_an_endpoint_and_a_key(monkeypatch):
         build_judge(ArenaConfig(judge="llm"))
     monkeypatch.delenv("NO_SUCH_KEY_VAR", raising=False)
     with pytest.raises(HarnessError, match="NO_SUCH_KEY_VAR"):
-        build_judge(ArenaConfig(judge="llm", judge_base_url="http://127.0.0.1:9/v1", judge_model="m",
-                                judge_api_key_env="NO_SUCH_KEY_VAR"))
+        build_judge(ArenaConfig(judge="llm", llm=LLMJudgeConfig(base_url="http://127.0.0.1:9/v1", model="m",
+                                                                api_key_env="NO_SUCH_KEY_VAR")))
 
 
 def test_cli_llm_judge_without_endpoint_is_a_one_line_error(tiny_checkpoint, tmp_path, capsys):
@@ -140,10 +140,10 @@ def test_llm_arena_end_to_end_records_failures_and_never_logs_the_key(judge_serv
     argv = ["arena", "--models", f"a={tiny_checkpoint}", f"b={tiny_checkpoint}", "--prompts", str(prompts),
             "--judge", "llm", "--judge-base-url", url, "--judge-model", "stand-in-judge",
             "--judge-api-key-env", KEY_ENV, "--results", str(results),
-            "--set", "arena.judge_timeout_s=0.4", "--set", "arena.judge_retries=1",
-            "--set", "arena.judge_backoff_s=0.01",
+            "--set", "arena.llm.timeout_s=0.4", "--set", "arena.llm.retries=1",
+            "--set", "arena.llm.backoff_s=0.01",
             "--set", "arena.max_new_tokens=4", "--set", "arena.bootstrap=50",
-            "--set", "arena.judge_input_usd_per_mtok=1.0"]
+            "--set", "arena.llm.input_usd_per_mtok=1.0"]
     assert main(argv) == 0
     captured = capsys.readouterr()
     # failed judgements are reported, not hidden: malformed ×2, slow ×2, err500 ×2, err400 ×2 prompts, 2 games each
@@ -160,7 +160,7 @@ def test_llm_arena_end_to_end_records_failures_and_never_logs_the_key(judge_serv
     assert metrics["judge/judgements_failed"] == 16
     assert metrics["judge/battles"] == 4 and metrics["judge/battles_failed"] == 8
     assert metrics["judge/input_tokens"] > 0 and metrics["judge/cost_usd"] > 0
-    assert run.data.params["arena.judge_api_key_env"] == KEY_ENV
+    assert run.data.params["arena.llm.api_key_env"] == KEY_ENV
     assert run.data.tags["harness.judge"] == "llm:stand-in-judge"
 
     art = Path(run.info.artifact_uri.removeprefix("file://"))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import ArenaConfig
+from harness.config import ArenaConfig, RewardModelConfig
 from harness.tracking import schema, store
 
 
@@ -59,8 +59,8 @@ def test_pipeline_arena_trains_the_reward_model_and_ranks_against_base(tiny_chec
                                                                        capsys):
     from harness.arena import pipeline_arena
 
-    cfg = ArenaConfig(judge="reward-model", prompts=6, max_new_tokens=5, bootstrap=50, rm_pairs=40, rm_epochs=1,
-                      rm_batch_size=8)
+    cfg = ArenaConfig(judge="reward-model", prompts=6, max_new_tokens=5, bootstrap=50,
+                      reward_model=RewardModelConfig(pairs=40, epochs=1, batch_size=8))
     with store.run("embedded", schema.Kind.PIPELINE, results_dir=tmp_path) as parent:
         result = pipeline_arena({"base": str(tiny_checkpoint), "sft": str(other_checkpoint)}, cfg=cfg,
                                 results_dir=tmp_path, parent=parent, seed=0, dpo_pairs_seed=3)

@@ -105,7 +105,8 @@ def test_bad_prompt_file_is_a_one_line_error(tiny_checkpoint, tmp_path, capsys):
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"id": "x", "prompt": "hello"}) + "\n" + json.dumps({"id": "y"}) + "\n")
     code = main(["arena", "--models", f"a={tiny_checkpoint}", f"b={tiny_checkpoint}", "--prompts", str(bad),
-                 "--judge", "llm", "--results", str(tmp_path / "r")])
+                 "--judge", "llm", "--judge-base-url", "http://127.0.0.1:9/v1", "--judge-model", "m",
+                 "--results", str(tmp_path / "r")])  # the prompts are checked before the judge is built
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert err[-1].startswith("harness: error:") and "line 2" in err[-1] and "'prompt'" in err[-1]

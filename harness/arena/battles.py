@@ -22,15 +22,16 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pandas as pd
 
 from harness.arena.verdicts import SCORE_A, Judge, Judgement
 from harness.arena.prompts import prompt_hash
+from harness.config import ArenaMode
 from harness.errors import HarnessError
 
-MODES = ("round-robin", "baseline")
+MODES = get_args(ArenaMode)  # the config's choices
 
 
 def schedule(models: list[str], mode: str = "round-robin", baseline: str | None = None) -> list[tuple[str, str]]:
@@ -107,22 +108,27 @@ def _run_jobs(judge: Judge, jobs: list[tuple[str, dict, str, str]], cache: Judge
     Returns:
         `(all judgements by key, the judgements made now by key)`.
     """
-    from harness.train.common import progress
+    from harness import console
 
     todo = {k: (row, a, b) for k, row, a, b in jobs if cache.get(k) is None}
     results: dict[str, Judgement] = {k: cache.get(k) for k, *_ in jobs if k not in todo}
     if not todo:
+        console.info(f"arena judging: {len(results)} judgements, all cached")
         return results, {}
-    if hasattr(judge, "prepare"):
-        judge.prepare([(row, ans) for row, a, b in todo.values() for ans in (a, b)])
     keys, fresh = list(todo), {}
     chunk = max(1, 4 * judge.concurrency)
-    with ThreadPoolExecutor(max_workers=judge.concurrency) as pool:
-        for start in progress(range(0, len(keys), chunk), f"arena judge {judge.identity}: {len(keys)} judgements"):
+    with console.progress("arena judging", len(keys), "judgements") as bar, \
+            ThreadPoolExecutor(max_workers=judge.concurrency) as pool:
+        if hasattr(judge, "prepare"):
+            judge.prepare([(row, ans) for row, a, b in todo.values() for ans in (a, b)])
+        for start in range(0, len(keys), chunk):
             part = keys[start : start + chunk]
             done = list(pool.map(lambda k: _safe_call(judge, *todo[k]), part))
             cache.put(list(zip(part, done)))
             fresh.update(zip(part, done))
+            bar.update(len(part))
+        if results:
+            bar.set(cached=len(results))
     return {**results, **fresh}, fresh
 
 

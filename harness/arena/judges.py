@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-from typing import Any
+from typing import Any, get_args
 
 from harness.arena.verdicts import Judgement
+from harness.config import JudgeKind
 from harness.errors import HarnessError
 
-JUDGES = ("verifier", "reward-model", "llm")
+JUDGES = get_args(JudgeKind)  # the config's choices
 
 
 class VerifierJudge:
@@ -110,30 +111,25 @@ class RewardModelJudge:
         return Judgement(verdict, detail={"score_a": sa, "score_b": sb})
 
 
-def build_judge(cfg, *, reward_model: str | None = None, base_url: str | None = None, model: str | None = None,
-                api_key_env: str | None = None):
-    """The judge `cfg.judge` names, built from an `ArenaConfig` (keyword arguments override its fields).
+def build_judge(cfg):
+    """The judge `cfg.judge` names, built from an `ArenaConfig` (`cfg.reward_model`, `cfg.llm` hold its settings).
 
     Raises:
-        HarnessError: an unknown judge, a reward-model judge without a model, an LLM judge without an endpoint,
-            model or key.
+        HarnessError: a reward-model judge without a model, an LLM judge without an endpoint, model or key.
     """
     if cfg.judge == "verifier":
         return VerifierJudge()
     if cfg.judge == "reward-model":
-        spec = reward_model or cfg.reward_model
-        if not spec:
-            raise HarnessError("the reward-model judge needs a model: --reward-model SPEC or arena.reward_model "
+        rm = cfg.reward_model
+        if not rm.path:
+            raise HarnessError("the reward-model judge needs a model: --reward-model SPEC or arena.reward_model.path "
                                "(a HF id or folder with a sequence-classification head)")
-        return RewardModelJudge(spec, tie_margin=cfg.rm_tie_margin, strong_margin=cfg.rm_strong_margin,
+        return RewardModelJudge(rm.path, tie_margin=rm.tie_margin, strong_margin=rm.strong_margin,
                                 batch_size=cfg.batch_size, device=cfg.device)
     if cfg.judge == "llm":
+        from dataclasses import asdict
+
         from harness.arena.llm_judge import LLMJudge
 
-        return LLMJudge(
-            base_url or cfg.judge_base_url, model or cfg.judge_model, api_key_env or cfg.judge_api_key_env,
-            max_tokens=cfg.judge_max_tokens, timeout_s=cfg.judge_timeout_s, retries=cfg.judge_retries,
-            backoff_s=cfg.judge_backoff_s, concurrency=cfg.judge_concurrency,
-            input_usd_per_mtok=cfg.judge_input_usd_per_mtok, output_usd_per_mtok=cfg.judge_output_usd_per_mtok,
-        )
+        return LLMJudge(**asdict(cfg.llm))  # LLMJudgeConfig's fields are LLMJudge's arguments
     raise HarnessError(f"unknown arena judge {cfg.judge!r}; valid: {', '.join(JUDGES)}")

@@ -125,15 +125,15 @@ class LLMJudge:
     ) -> None:
         if not base_url or not model:
             raise HarnessError(
-                "the llm judge needs an endpoint: set arena.judge_base_url and arena.judge_model "
+                "the llm judge needs an endpoint: set arena.llm.base_url and arena.llm.model "
                 "(or --judge-base-url URL --judge-model NAME)"
             )
         if urllib.parse.urlsplit(base_url).scheme not in ("http", "https"):
-            raise HarnessError(f"arena.judge_base_url {safe_url(base_url)!r}: expected an http(s):// URL")
+            raise HarnessError(f"config key arena.llm.base_url: {safe_url(base_url)!r} is not an http(s):// URL")
         if not api_key_env or not os.environ.get(api_key_env):
             raise HarnessError(
                 f"the llm judge reads its API key from the environment variable {api_key_env!r} "
-                "(arena.judge_api_key_env / --judge-api-key-env), which is not set; for a local server without "
+                "(arena.llm.api_key_env / --judge-api-key-env), which is not set; for a local server without "
                 "keys set it to any value"
             )
         self.url = base_url.rstrip("/") + "/chat/completions"

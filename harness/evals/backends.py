@@ -7,7 +7,8 @@
   ``--model``. Chat requests only: prompts always go through the chat template and log-likelihood tasks
   (multiple choice) cannot run.
 
-`EvalConfig.backend_args` are passed to lm-eval unchanged and win over the defaults here.
+The choice is `harness.config.Backend` (checked when the config is set); `EvalConfig.backend_args` are passed
+to lm-eval unchanged and win over the defaults here.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from typing import Any
 from harness.config import EvalConfig
 from harness.errors import HarnessError
 
-BACKENDS = ("hf", "vllm", "local-chat-completions")
 CHAT_ONLY = {"local-chat-completions"}
 
 
@@ -32,13 +32,8 @@ def model_arguments(cfg: EvalConfig, model: str, trust_remote_code: bool = False
     Returns:
         ``(lm-eval model name, model_args)``.
     """
-    if cfg.backend not in BACKENDS:
-        raise HarnessError(f"unknown eval backend {cfg.backend!r}; valid: {', '.join(BACKENDS)}")
     extra = dict(cfg.backend_args or {})
-    if cfg.backend == "local-chat-completions":
-        if not extra.get("base_url"):
-            raise HarnessError("eval backend local-chat-completions needs eval.backend_args.base_url "
-                               "(e.g. http://127.0.0.1:8000/v1/chat/completions)")
+    if cfg.backend == "local-chat-completions":  # EvalConfig.check made sure of a base_url
         return cfg.backend, {"model": model, "tokenizer_backend": None, **extra}
     return cfg.backend, {"pretrained": model, "trust_remote_code": trust_remote_code, **extra}
 
@@ -57,7 +52,7 @@ def create(cfg: EvalConfig, model: str, trust_remote_code: bool = False):
     """Build the lm-eval `LM` once, to be shared by every task of a suite.
 
     Raises:
-        HarnessError: the backend is unknown, or the model cannot be loaded (one line, no traceback).
+        HarnessError: the model cannot be loaded (one line, no traceback).
     """
     from lm_eval.api import registry
 

@@ -1,7 +1,8 @@
 """Nightly configuration: what to compare, how strictly, and with which eval and arena settings.
 
-`load_nightly_config(path, overrides)` starts from the dataclass defaults, applies a YAML file, then
-``--set key=value`` overrides (``--set alpha=0.01``, ``--set eval.limit=200``, ``--set arena.enabled=true``). The
+`load_nightly_config(path, overrides, flags)` starts from the dataclass defaults, applies a YAML file, then
+``--set key=value`` overrides (``--set alpha=0.01``, ``--set eval.limit=200``, ``--set arena.llm.model=m``), then the
+command's flags, and checks the whole. The
 file has the nightly keys at the top level and optional ``eval:`` and ``arena:`` sections with the same keys as the
 experiment config (`harness.config.EvalConfig`, `harness.config.ArenaConfig`)::
 
@@ -13,28 +14,31 @@ experiment config (`harness.config.EvalConfig`, `harness.config.ArenaConfig`)::
       gsm8k/exact_match,strict-match: 0.02
       acc,none: 0.005
     eval: {batch_size: 16}
-    arena: {enabled: true, prompts: 200}
+    arena: {enabled: true, prompts: 200, judge: llm, llm: {base_url: 'http://127.0.0.1:8000/v1', model: judge}}
 
-An unknown key raises a `HarnessError` naming the key and the valid ones, as every config of the harness does.
+The config validates itself as every config of the harness does (`harness.config_base`): ``correction`` and
+``metrics`` are fixed choices, numbers are range-checked as they are set, and a bad or unknown key is one
+`HarnessError` line naming the key, the value and what is valid.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
-from harness.config import ArenaConfig, EvalConfig, apply_overrides, apply_yaml, option
-from harness.errors import HarnessError
+from harness.config import ArenaConfig, EvalConfig
+from harness.config_base import Section, nested, option, resolve
 
-CORRECTIONS = ("holm", "bh")
-METRIC_SETS = ("headline", "all")
 LAST_PASS = "last-pass"
+# Fixed choices, defined once (harness.nightly.stats reads Correction's values).
+Correction = Literal["holm", "bh"]
+MetricSet = Literal["headline", "all"]
 
 
 @dataclass
-class NightlyConfig:
-    suite: str = option("tiny", "Eval suite (suites/<name>.yaml or a YAML file); pin it: a new suite version starts a "
+class NightlyConfig(Section):
+    suite: str = option("tiny", "Eval suite (a suite name or a YAML file); pin it: a new suite version starts a "
                             "new history.")
     baseline: str = option("champion", "Baseline when --baseline is not given: an alias of registered_model, a model "
                                    f"(folder, hub id, models:/ URI) or '{LAST_PASS}' (the latest passing nightly of "
@@ -42,67 +46,41 @@ class NightlyConfig:
     registered_model: str = option("harness-embedded", "Registered model whose aliases name baselines and which "
                                                    "--promote updates.")
     alias: str = option("champion", "Alias that --promote moves to the candidate when the nightly passes.")
-    metrics: str = option("headline", "Metrics compared: headline (each suite entry's metric) or all (every per-item "
-                                  "metric of every task).")
-    correction: str = option("holm", "Multiple-comparison control across all compared metrics: holm (familywise "
-                                 "error) or bh (Benjamini-Hochberg false discovery rate).")
-    alpha: float = option(0.05, "Familywise error (holm) or false discovery rate (bh) of the verdicts.")
+    metrics: MetricSet = option("headline", "Metrics compared: headline (each suite entry's metric) or all (every "
+                                            "per-item metric of every task).")
+    correction: Correction = option("holm", "Multiple-comparison control across all compared metrics: holm "
+                                            "(familywise error) or bh (Benjamini-Hochberg false discovery rate).")
+    alpha: float = option(0.05, "Familywise error (holm) or false discovery rate (bh) of the verdicts.", gt=0, lt=1)
     min_effect: float = option(0.0, "Smallest drop worth an alarm, in score units (0.01 = 1 point of a 0..1 score), "
-                                "for every metric not named in min_effects.")
-    min_effects: dict = option({}, "Per-metric minimum effect: 'task/metric' (lm-eval key, e.g. "
-                               "'gsm8k/exact_match,strict-match') or a metric key for every task ('acc,none').")
-    rounds: int = option(10000, "Permutation and bootstrap rounds for continuous metrics.")
-    seed: int = option(0, "Seed of the permutation test and the bootstrap.")
-    history: int = option(10, "Nightlies shown in each metric's trend (this one included).")
+                                "for every metric not named in min_effects.", ge=0)
+    min_effects: dict[str, float] = option({}, "Per-metric minimum effect: 'task/metric' (lm-eval key, e.g. "
+                                           "'gsm8k/exact_match,strict-match') or a metric key for every task "
+                                           "('acc,none').", ge=0)
+    rounds: int = option(10000, "Permutation and bootstrap rounds for continuous metrics.", ge=1)
+    seed: int = option(0, "Seed of the permutation test and the bootstrap.", ge=0)
+    history: int = option(10, "Nightlies shown in each metric's trend (this one included).", ge=1)
     experiment: str = option("harness", "MLflow experiment of the nightly and its eval runs.")
     results: str = option("results", "Results folder: eval cache and the default sqlite MLflow store.")
-    threads: int = option(1, "torch CPU threads.")
+    threads: int = option(1, "torch CPU threads.", ge=1)
     trust_remote_code: bool = option(False, "Allow code shipped with a checkpoint to run.")
-    eval: EvalConfig = field(default_factory=EvalConfig, metadata={"help": "Eval settings (harness.config)."})
-    arena: ArenaConfig = field(default_factory=lambda: ArenaConfig(enabled=False), metadata={
-        "help": "Arena of candidate against baseline (off unless enabled: Elo delta and win probability)."})
+    eval: EvalConfig = nested(EvalConfig, "Eval settings (harness.config).")
+    arena: ArenaConfig = nested(ArenaConfig, "Arena of candidate against baseline (off unless enabled: Elo delta and "
+                                             "win probability).", enabled=False)
 
 
-def _check(cfg: NightlyConfig) -> None:
-    if cfg.correction not in CORRECTIONS:
-        raise HarnessError(f"config key correction: {cfg.correction!r}; valid: {', '.join(CORRECTIONS)}")
-    if cfg.metrics not in METRIC_SETS:
-        raise HarnessError(f"config key metrics: {cfg.metrics!r}; valid: {', '.join(METRIC_SETS)}")
-    if not 0 < cfg.alpha < 1:
-        raise HarnessError(f"config key alpha: {cfg.alpha}; must be between 0 and 1, e.g. 0.05")
-    if not isinstance(cfg.min_effects, dict):
-        raise HarnessError(f"config key min_effects: expected a mapping of metric to minimum effect, got "
-                           f"{cfg.min_effects!r}")
-    for key, value in {"min_effect": cfg.min_effect, **{f"min_effects.{k}": v for k, v in cfg.min_effects.items()}
-                       }.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-            raise HarnessError(f"config key {key}: {value!r}; must be a number >= 0 in score units, e.g. 0.01")
-    if cfg.rounds < 1 or cfg.history < 1:
-        raise HarnessError(f"config keys rounds={cfg.rounds} and history={cfg.history} must be positive integers")
-
-
-def load_nightly_config(path: str | Path | None = None, overrides: list[str] | None = None) -> NightlyConfig:
-    """Resolve the nightly configuration: defaults < YAML file < ``--set`` overrides.
+def load_nightly_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                        flags: dict | None = None) -> NightlyConfig:
+    """Resolve the nightly configuration: defaults < YAML file < ``--set`` overrides < flags, then check it.
 
     Args:
         path: a nightly YAML file (see the module docstring), or None.
         overrides: ``key=value`` or ``eval.key=value`` / ``arena.key=value`` strings.
+        flags: the command's own flags as a nested mapping (``{"suite": "tiny"}``); None values are not given.
 
     Returns:
         The checked `NightlyConfig`.
 
     Raises:
-        HarnessError: an unknown key, a value of the wrong type, or a value out of range.
+        HarnessError: an unknown key, a value of the wrong type, off its choices or out of range.
     """
-    # One loader for every config file of the harness: the same type checks and the same messages.
-    cfg = NightlyConfig()
-    if path is not None:
-        apply_yaml(cfg, path)
-    apply_overrides(cfg, overrides)
-    _check(cfg)
-    return cfg
-
-
-def to_dict(cfg: NightlyConfig) -> dict:
-    """The config as plain nested dicts (for the YAML artifact and MLflow params)."""
-    return dataclasses.asdict(cfg)
+    return resolve(NightlyConfig(), path, overrides=overrides, flags=flags)

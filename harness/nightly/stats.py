@@ -31,12 +31,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 from scipy import stats as sps
 
 from harness.errors import HarnessError
+from harness.nightly.config import Correction
 
 __all__ = [
     "PairedScores",
@@ -52,7 +53,7 @@ __all__ = [
 ]
 
 TESTS = ("auto", "mcnemar", "permutation")
-CORRECTIONS = ("holm", "bh")
+CORRECTIONS = get_args(Correction)  # the config's choices
 # Most random draws held in memory at once by the resampling tests (float64: 32 MiB).
 _CHUNK_ELEMENTS = 1 << 22
 
