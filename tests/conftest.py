@@ -1,4 +1,5 @@
-"""Shared fixtures: offline Hugging Face settings, single-threaded torch, and a tiny checkpoint built once."""
+"""Shared fixtures: offline Hugging Face settings, single-threaded torch, a tiny checkpoint and the quick pipeline
+built once, and a headless Chromium tab for the browser tests."""
 
 from __future__ import annotations
 
@@ -41,3 +42,21 @@ def quick_pipeline(tmp_path_factory) -> Path:
     results = tmp_path_factory.mktemp("pipeline")
     assert main(["run", "--quick", "--results", str(results), "--set", "arena.bootstrap=100"]) == 0
     return results
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """The Chromium binary for the browser tests (installed with apt-get when missing; skips if that fails)."""
+    from browser import chromium_binary
+
+    return chromium_binary()
+
+
+@pytest.fixture()
+def page(chromium, tmp_path):
+    """A headless Chromium tab driven over the DevTools protocol (`browser.Page`), closed after the test."""
+    from browser import Page
+
+    p = Page(chromium, tmp_path / "profile")
+    yield p
+    p.close()

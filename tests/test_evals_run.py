@@ -149,6 +149,65 @@ def test_cached_eval_does_no_model_work_and_mlflow_has_everything(tiny_checkpoin
     assert (scores.ci_low.dropna() >= 0).all() and (scores.ci_high.dropna() <= 1).all()
 
 
+def test_eval_links_metrics_to_the_logged_model_and_each_tasks_dataset(tiny_checkpoint, results, cfg, monkeypatch):
+    import mlflow
+
+    first = evaluate(str(tiny_checkpoint), "tiny", cfg=cfg, results_dir=results, label="base")
+    again = evaluate(str(tiny_checkpoint), "tiny", cfg=cfg, results_dir=results, label="base")  # cached
+    uri = store.tracking_uri(results)
+    client = store.client(uri)
+    run = client.get_run(first.run_id)
+    inputs = {d.dataset.name: d for d in run.inputs.dataset_inputs}
+    assert sorted(inputs) == sorted(TINY_TASKS)
+    for task, given in inputs.items():
+        skill = task.split("_")[1]
+        assert json.loads(given.dataset.source) == {"uri": str(SUITES / "tiny" / skill / "eval.jsonl")}
+        assert given.dataset.source_type == "local" and json.loads(given.dataset.profile) == {"num_rows": 200}
+        assert {t.key: t.value for t in given.tags} == {"mlflow.data.context": "eval"}
+    digests = {task: d.dataset.digest for task, d in inputs.items()}
+    assert len(digests["tiny_arithmetic_gen"]) == 16 and digests["tiny_knowledge_mc"] == digests["tiny_knowledge_gen"]
+    assert digests["tiny_knowledge_mc"] != digests["tiny_safety_mc"]  # a digest of the data the task read
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # MLflow's own reader (restored after the test)
+    models = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], output_format="list")
+    assert len(models) == 1  # the external checkpoint's, found again by the second eval
+    model = models[0]
+    assert model.name == "base" and model.params["model_hash"] == run.data.tags["harness.model_hash"]
+    assert str(model.status) == "READY" and model.tags["harness.model_hash"] == model.params["model_hash"]
+    for result in (first, again):
+        assert [m.model_id for m in client.get_run(result.run_id).inputs.model_inputs] == [model.model_id]
+        linked = {m.key: m for m in model.metrics if m.run_id == result.run_id}
+        assert linked["overall/score"].value == pytest.approx(result.skill("overall"))
+        assert linked["overall/score"].model_id == model.model_id and linked["overall/score"].dataset_name is None
+        task = linked["arithmetic/tiny_arithmetic_gen/verifier/none"]
+        assert (task.dataset_name, task.dataset_digest) == ("tiny_arithmetic_gen", digests["tiny_arithmetic_gen"])
+        assert len(linked) == len(client.get_run(result.run_id).data.metrics)  # every metric is the model's
+
+
+def test_task_data_of_hub_and_local_datasets(tmp_path):
+    from types import SimpleNamespace
+
+    from harness.evals.datasets import task_data
+
+    rows = tmp_path / "items.jsonl"
+    rows.write_text('{"q": 1}\n{"q": 2}\n\n')
+    hub = {"dataset_path": "openai/gsm8k", "dataset_name": "main", "test_split": "test"}
+    material = {"gsm8k": {"kind": "TASK", "config": hub, "files": "x"},
+                "mine": {"kind": "TASK", "config": {"dataset_path": "json",
+                                                    "dataset_kwargs": {"data_files": {"test": str(rows)}}}},
+                "a_group": {"kind": "GROUP", "config": {"task": ["gsm8k"]}}, "missing": None}
+    data = {d.name: d for d in task_data(SimpleNamespace(task_index={}), [material])}
+    assert sorted(data) == ["gsm8k", "mine"]
+    assert data["gsm8k"].source_type == "hugging_face" and data["gsm8k"].source["path"] == "openai/gsm8k"
+    assert data["gsm8k"].source["config_name"] == "main" and data["gsm8k"].rows is None
+    assert data["mine"].source == {"uri": str(rows.resolve())} and data["mine"].rows == 2
+    before = data["mine"].digest
+    rows.write_text('{"q": 3}\n')
+    assert task_data(SimpleNamespace(task_index={}), [material])[1].digest != before  # the content's digest
+    hub["dataset_kwargs"] = {"revision": "abc"}  # another revision of the hub dataset: another digest
+    assert task_data(SimpleNamespace(task_index={}), [material])[0].digest != data["gsm8k"].digest
+
+
 def test_interrupted_eval_resumes_at_the_first_unfinished_task(tiny_checkpoint, results, cfg, monkeypatch):
     cfg.group_items = 0  # one lm-eval call per task
     real = eval_run._run_call
@@ -273,14 +332,23 @@ def test_compare_and_stage_skill_table(tiny_checkpoint, results, cfg, capsys):
 
 
 def test_mlflow_model_uri_is_the_same_checkpoint(tiny_checkpoint, results, cfg):
+    from harness.models.load import content_hash
+
     folder = evaluate(str(tiny_checkpoint), "tiny", cfg=cfg, results_dir=results)
     with store.run("train", schema.Kind.TRAIN, results_dir=results) as run:
-        version = store.register_checkpoint(run, tiny_checkpoint, "tiny-evals", {"stage": "base"})
-    uri = f"models:/tiny-evals/{version}"
+        logged = store.log_checkpoint(run, tiny_checkpoint, "tiny-evals", {"stage": "base"},
+                                      model_hash=content_hash(str(tiny_checkpoint)))
+    uri = f"models:/tiny-evals/{logged.version}"
     registered = evaluate(uri, "tiny", cfg=cfg, results_dir=results)
     assert registered.cached == TINY_TASKS  # same bytes, same cache key
     pd.testing.assert_frame_equal(folder.scores, registered.scores)
     assert store.find_run(registered.run_id, results)["tags"]["harness.model"] == uri
+    inputs = store.client(store.tracking_uri(results)).get_run(registered.run_id).inputs.model_inputs
+    assert [m.model_id for m in inputs] == [logged.model_id]  # the train run's LoggedModel, by content hash
+    # the same files through the LoggedModel's URI and the train run's checkpoint URI
+    for alias in (f"models:/{logged.model_id}", f"runs:/{run.run_id}/checkpoint"):
+        local = Path(store.download_model(alias, results))
+        assert (local / "model.safetensors").read_bytes() == (tiny_checkpoint / "model.safetensors").read_bytes()
 
 
 def test_backend_arguments_reach_lm_eval(tiny_checkpoint, results, tmp_path, monkeypatch):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 
 import pytest
 
@@ -67,9 +68,17 @@ def test_training_curves_and_artifacts(quick_run):
     assert rl and all(0.0 <= m.value <= 1.0 for m in rl)
     for stage, row in train.iterrows():
         names = {a.path for a in client.list_artifacts(row["run_id"])}
-        assert {"config.yaml", "checkpoint"} <= names
-        files = {a.path for a in client.list_artifacts(row["run_id"], "checkpoint")}
-        assert "checkpoint/model.safetensors" in files and "checkpoint/tokenizer.json" in files
+        assert "config.yaml" in names
+        # the checkpoint is the run's LoggedModel (its artifacts), registered as a version
+        model = client.get_logged_model(row["tags.harness.logged_model"])
+        assert model.name == stage and model.source_run_id == row["run_id"] and str(model.status) == "READY"
+        files = {a.path for a in client.list_logged_model_artifacts(model.model_id)}
+        assert {"model.safetensors", "tokenizer.json"} <= files
+        assert [o.model_id for o in client.get_run(row["run_id"]).outputs.model_outputs] == [model.model_id]
+        version = client.get_model_version("harness-embedded", row["tags.harness.model_version"])
+        assert version.tags["stage"] == stage and version.run_id == row["run_id"]
+        registered = [(v["name"], str(v["version"])) for v in json.loads(model.tags["mlflow.modelVersions"])]
+        assert registered == [("harness-embedded", str(version.version))]
     versions = client.search_model_versions("name='harness-embedded'")
     assert sorted(v.tags["stage"] for v in versions) == ["base", "dpo", "rlvr", "sft"]
 

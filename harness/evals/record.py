@@ -6,6 +6,9 @@
   transformers versions, and per task its skill, few-shot count, chat-template setting, limit and version;
 - metrics: ``<skill>/<task>/<metric>/<filter>`` and ``..._stderr`` (lm-eval's keys through the one sanitiser in
   `harness.tracking.store`; "N/A" is never logged), ``<skill>/score`` and ``overall/score`` with ``_stderr``;
+- MLflow 3 links: the checkpoint's LoggedModel as the run's model input (the train stage's, found by content hash,
+  or a new one for an external checkpoint), each task's data as a dataset input (context ``eval``), and every
+  metric linked to the model (its ``model_id``), task metrics also to their task's dataset;
 - artifacts: ``lm_eval_results.json`` (lm-eval's output without samples), ``scores.csv``, ``skills.csv``,
   ``samples/<task>.jsonl`` (one row per item) and the suite file.
 """
@@ -19,7 +22,7 @@ import shutil
 import tempfile
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 from harness.config import EvalConfig
 from harness.evals import backends
@@ -62,12 +65,19 @@ def _params(result: SuiteResult, spec: Suite, cfg: EvalConfig, model_hash: str, 
     return params
 
 
-def _metrics(result: SuiteResult) -> dict[str, float]:
-    metrics: dict[str, float] = {}
+def _task_metrics(result: SuiteResult) -> dict[str, dict[str, float]]:
+    """Each task's metrics (and their standard errors), by task."""
+    metrics: dict[str, dict[str, float]] = {}
     for row in result.scores.itertuples():
-        metrics[schema.task_metric(row.skill, row.task, row.metric)] = row.value
+        task = metrics.setdefault(row.task, {})
+        task[schema.task_metric(row.skill, row.task, row.metric)] = row.value
         if math.isfinite(row.stderr):
-            metrics[schema.task_stderr(row.skill, row.task, row.metric)] = row.stderr
+            task[schema.task_stderr(row.skill, row.task, row.metric)] = row.stderr
+    return metrics
+
+
+def _skill_metrics(result: SuiteResult) -> dict[str, float]:
+    metrics: dict[str, float] = {}
     for row in result.skills.itertuples():
         metrics[schema.skill_metric(row.skill)] = row.value
         metrics[schema.skill_stderr(row.skill)] = row.stderr
@@ -84,17 +94,26 @@ def _provenance() -> tuple[tuple[str, str], ...]:
 
 
 def record(result: SuiteResult, spec: Suite, cfg: EvalConfig, model_hash: str, lm_name: str, lm_args: dict,
-           parent: Run | None, results_dir: str | os.PathLike, experiment: str) -> str:
-    """Log `result` as one MLflow run (nested under `parent` if given) and return its id."""
+           parent: Run | None, results_dir: str | os.PathLike, experiment: str,
+           datasets: Sequence[schema.TaskData] = ()) -> str:
+    """Log `result` as one MLflow run (nested under `parent` if given), linked to the checkpoint's LoggedModel and
+    to `datasets` (the data of each task), and return its id."""
     from harness.tracking import store
 
     tags = {**dict(_provenance()), **schema.tags(model=result.model, model_hash=model_hash, suite=spec.name,
                                                    cached_tasks=result.cached, stage=result.label or None)}
-    name = schema.eval_run_name(result.label or Path(result.model.rstrip("/")).name, spec.name)
+    label = result.label or Path(result.model.rstrip("/")).name
+    name = schema.eval_run_name(label, spec.name)
     with store.run(name, schema.Kind.EVAL, experiment=experiment, results_dir=results_dir, parent=parent,
                    tags=tags) as run:
         run.log_params(_params(result, spec, cfg, model_hash, lm_name, lm_args))
-        run.log_metrics(_metrics(result))
+        model_id = store.eval_model(run, model=result.model, model_hash=model_hash, name=label,
+                                    stage=result.label or None)
+        run.log_datasets(datasets, schema.EVAL_CONTEXT)
+        by_task = {d.name: d for d in datasets}
+        for task, metrics in _task_metrics(result).items():
+            run.log_metrics(metrics, model_id=model_id, dataset=by_task.get(schema.dataset_name(task)))
+        run.log_metrics(_skill_metrics(result), model_id=model_id)
         with tempfile.TemporaryDirectory() as tmp:  # every file first, then one upload: fewer store round trips
             folder = Path(tmp)
             (folder / schema.LM_EVAL_RESULTS.path).write_text(json.dumps(result.lm_eval, indent=2, default=str))

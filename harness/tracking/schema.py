@@ -9,7 +9,7 @@ gives a name MLflow accepts (it allows only letters, digits, ``_ - . / : `` and 
 Every run carries ``harness.schema_version``. A reader that meets a run written under another version says so in
 one line (`check_version`): an older record is read with a warning, a newer one is refused.
 
-This module is pure: it imports neither MLflow nor pandas.
+This module is pure: it imports neither MLflow nor pandas (only `harness.console`, for the version warning).
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import posixpath
 import re
-import sys
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Literal, Mapping
@@ -165,6 +164,17 @@ _FIELDS = {f.name for f in dataclasses.fields(RunTags)}
 _LIST_FIELDS = {"cached_tasks", "regressions", "runs"}
 PARENT_TAG = "mlflow.parentRunId"
 RUN_NAME_TAG = "mlflow.runName"
+# The experiment's kind as MLflow records it: "Machine learning" (custom_model_development), whose first page is
+# the runs table, not a GenAI app's traces. (MLflow 3.17's UI picks the view from its sidebar's GenAI / Model
+# training switch instead, which `harness.tracking.store.ui_url` sets.)
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+# On a LoggedModel: its registered model versions, as JSON [{"name", "version"}] (as `mlflow.register_model`
+# writes it; the UI lists them from this tag).
+MODEL_VERSIONS_TAG = "mlflow.modelVersions"
+# On a dataset input: what the run used it for.
+DATASET_CONTEXT_TAG = "mlflow.data.context"
+EVAL_CONTEXT = "eval"
 
 
 def tag_key(field: str) -> str:
@@ -210,6 +220,11 @@ def where(kind: Kind | None = None, *, finished: bool = True, **fields: str) -> 
     return " and ".join(terms)
 
 
+def where_model(model_hash: str) -> str:
+    """A `search_logged_models` filter: the logged models of one checkpoint, by its content hash tag."""
+    return f"tags.`{tag_key('model_hash')}` = {_quote(model_hash)}"
+
+
 def where_name(value: str) -> str:
     """A search term matching runs by name."""
     return f"attributes.run_name = {_quote(value)}"
@@ -236,8 +251,10 @@ def check_version(tags: Mapping[str, Any], run_id: str) -> RunTags:
                            f"harness's {SCHEMA_VERSION}: upgrade harness to read it")
     if version < SCHEMA_VERSION and run_id not in _warned:
         _warned.add(run_id)
-        print(f"harness: warning: run {run_id} was recorded with record schema version {version} (this harness "
-              f"writes {SCHEMA_VERSION}); reading it as version {SCHEMA_VERSION}", file=sys.stderr)
+        from harness import console
+
+        console.warn(f"run {run_id} was recorded with record schema version {version} (this harness writes "
+                     f"{SCHEMA_VERSION}); reading it as version {SCHEMA_VERSION}")
     return parsed
 
 
@@ -277,7 +294,8 @@ def _file(name: str) -> str:
 
 # the resolved config of a pipeline or train run
 CONFIG = Artifact("config.yaml", "yaml")
-# a train run's checkpoint folder (registered as a model version, and the LoggedModel's artifacts)
+# a train run's checkpoint folder: stored as its LoggedModel's artifacts (registered as a model version);
+# ``runs:/<train run>/checkpoint`` names it
 CHECKPOINT = Artifact("checkpoint", "dir")
 
 # eval runs
@@ -338,6 +356,41 @@ NIGHTLY_COMPARISONS = Artifact("nightly/comparisons.csv", "csv")
 NIGHTLY_REASONS = Artifact("nightly/reasons.txt", "text")
 NIGHTLY_REPORT_MD = Artifact("nightly/report.md", "text")
 NIGHTLY_REPORT_HTML = Artifact("nightly/report.html", "text")
+
+
+# ------------------------------------------------------------------------------------ logged models, datasets
+
+
+def logged_model_name(label: str) -> str:
+    """A LoggedModel's name from a stage or checkpoint label (MLflow forbids ``/ : . % " '`` in it)."""
+    return re.sub(r"""[/:.%"'\x00-\x1f\x7f]""", "_", str(label)).strip()[:MAX_RUN_NAME] or "checkpoint"
+
+
+MAX_DIGEST = 36  # MLflow's limit on a dataset digest
+
+
+def dataset_name(task: str) -> str:
+    """The dataset input of one eval task: named as the task (MLflow allows 500 characters)."""
+    return str(task)[:500]
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """The data one eval task read, as the eval run's dataset input.
+
+    `source_type` is MLflow's: ``local`` (`source` ``{"uri": path}``) or ``hugging_face`` (`source` ``{"path": hub
+    id, "config_name", "data_files", "split", "revision"}``). `digest` identifies the content (at most 36 characters).
+    """
+
+    name: str
+    digest: str
+    source_type: Literal["local", "hugging_face"]
+    source: Mapping[str, Any]
+    rows: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.digest or len(self.digest) > MAX_DIGEST:
+            raise ValueError(f"dataset digest {self.digest!r} must have 1 to {MAX_DIGEST} characters")
 
 
 # ------------------------------------------------------------------------------------------ metrics, params

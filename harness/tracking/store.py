@@ -5,6 +5,11 @@ under `results/mlartifacts`. Runs are addressed by id through `MlflowClient` (no
 nested runs are explicit: a child carries the `mlflow.parentRunId` tag. `run()` ends a run FINISHED, or FAILED
 when its body raises (KILLED on Ctrl-C): no run is ever left RUNNING.
 
+MLflow 3's links are made here too: a train run's checkpoint is a LoggedModel (its artifacts, registered as a model
+version; `log_checkpoint`), an eval run names the LoggedModel it scores (`eval_model`) and the data of each task as
+a dataset input (`Run.log_datasets`), and its metrics carry the model id and dataset (`Run.log_metrics`), so that
+the UI lines checkpoints up. Experiments are created as model-training ones.
+
 What the record holds is named in `harness.tracking.schema`: `run()` takes the run's kind and typed tags from
 there, `Run.write` and `read` take its `Artifact` constants. Metric and param keys pass through `schema.key` here
 and only here (lm-eval's ``"exact_match,strict-match"`` becomes ``exact_match/strict-match``; a label with ``@``
@@ -19,12 +24,13 @@ import os
 import tempfile
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
 from harness.errors import HarnessError
 from harness.tracking import schema
-from harness.tracking.schema import Artifact, Kind
+from harness.tracking.schema import Artifact, Kind, TaskData
 
 _PARAM_MAX = 6000  # MLflow's limit on a param value
 _BATCH = 900  # log_batch accepts at most 1000 metrics per call
@@ -56,15 +62,31 @@ def client(uri: str):
 
 
 def experiment_id(uri: str, name: str, results_dir: str | os.PathLike | None = None) -> str:
-    """Get or create the experiment `name`; a local store keeps its artifacts in ``<results>/mlartifacts``."""
+    """Get or create the experiment `name`; a local store keeps its artifacts in ``<results>/mlartifacts``.
+
+    The experiment is a model-training one (``mlflow.experimentKind``, also set on an existing experiment that
+    lacks it), so that the MLflow UI shows it as runs rather than as a GenAI app's traces.
+    """
     c = client(uri)
     exp = c.get_experiment_by_name(name)
     if exp is not None:
+        if schema.EXPERIMENT_KIND_TAG not in exp.tags:
+            c.set_experiment_tag(exp.experiment_id, schema.EXPERIMENT_KIND_TAG, schema.EXPERIMENT_KIND)
         return exp.experiment_id
     location = None
     if uri.startswith("sqlite:///") and not os.environ.get("MLFLOW_TRACKING_URI"):
         location = (Path(results_dir or "results").resolve() / "mlartifacts").as_uri()
-    return c.create_experiment(name, artifact_location=location)
+    return c.create_experiment(name, artifact_location=location,
+                               tags={schema.EXPERIMENT_KIND_TAG: schema.EXPERIMENT_KIND})
+
+
+def ui_url(experiment_id: str, base: str = "http://127.0.0.1:5000") -> str:
+    """The MLflow UI's runs table of an experiment, at the server `base`.
+
+    MLflow 3's UI shows experiments in its GenAI view (traces) unless the page asks for the model-training one
+    (``workflowType=machine_learning``, the sidebar's "Model training" switch, which the browser then remembers).
+    """
+    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
 
 
 def sanitize_metric_name(name: str) -> str:
@@ -119,21 +141,30 @@ class Run:
         for i in range(0, len(items), 100):
             self.client.log_batch(self.run_id, tags=items[i : i + 100])
 
-    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
-        """Log one value per metric at `step` (sanitised names; non-finite values skipped)."""
-        self.log_history([(step or 0, metrics)])
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None, *, model_id: str | None = None,
+                    dataset: TaskData | None = None) -> None:
+        """Log one value per metric at `step` (sanitised names; non-finite values skipped).
 
-    def log_history(self, rows: Iterable[tuple[int, Mapping[str, Any]]]) -> None:
+        With `model_id` the values are also the LoggedModel's metrics; with `dataset` they are the metrics on that
+        dataset (log it first with `log_datasets`).
+        """
+        self.log_history([(step or 0, metrics)], model_id=model_id, dataset=dataset)
+
+    def log_history(self, rows: Iterable[tuple[int, Mapping[str, Any]]], *, model_id: str | None = None,
+                    dataset: TaskData | None = None) -> None:
         """Log many `(step, {name: value})` rows in as few `log_batch` calls as possible."""
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
+        on = {"model_id": model_id}
+        if dataset is not None:
+            on.update(dataset_name=dataset.name, dataset_digest=dataset.digest)
         batch: list = []
         for step, metrics in rows:
             for k, v in metrics.items():
                 f = _finite(v)
                 if f is not None:
-                    batch.append(Metric(schema.key(str(k)), f, now, int(step)))
+                    batch.append(Metric(schema.key(str(k)), f, now, int(step), **on))
         for i in range(0, len(batch), _BATCH):
             self.client.log_batch(self.run_id, metrics=batch[i : i + _BATCH])
 
@@ -188,6 +219,17 @@ class Run:
 
     def artifact_uri(self) -> str:
         return self.client.get_run(self.run_id).info.artifact_uri
+
+    def log_datasets(self, datasets: Iterable[TaskData], context: str = schema.EVAL_CONTEXT) -> None:
+        """Log the data the run read as its dataset inputs (the UI's Datasets column), tagged with `context`."""
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        inputs = [DatasetInput(Dataset(d.name, d.digest, d.source_type, json.dumps(dict(d.source), default=str),
+                                       profile=json.dumps({"num_rows": d.rows}) if d.rows is not None else None),
+                               tags=[InputTag(schema.DATASET_CONTEXT_TAG, context)])
+                  for d in datasets]
+        if inputs:
+            self.client.log_inputs(self.run_id, datasets=inputs)
 
 
 @contextmanager
@@ -260,21 +302,79 @@ def search_runs(uri: str, experiment: str, filter_string: str = "", order_by: li
     return pd.DataFrame(rows)
 
 
-def register_checkpoint(handle: Run, folder: str | os.PathLike, model_name: str, tags: Mapping[str, Any]) -> str:
-    """Log a checkpoint folder under ``checkpoint/`` and register it as a new version of `model_name`.
+@dataclass(frozen=True)
+class Checkpoint:
+    """A checkpoint in the record: its LoggedModel and its registered model version."""
 
-    The version carries `tags` (for example the training stage) and its source is the logged folder, so
-    ``models:/<model_name>/<version>`` resolves to a standard Hugging Face folder. Returns the version number.
+    model_id: str
+    version: str
+
+
+def log_checkpoint(handle: Run, folder: str | os.PathLike, model_name: str, tags: Mapping[str, Any], *,
+                   model_hash: str, name: str | None = None) -> Checkpoint:
+    """Record a checkpoint folder as the LoggedModel of the train run `handle`, registered as a version of
+    `model_name`.
+
+    The folder becomes the LoggedModel's artifacts (stored once: ``models:/<model_name>/<version>``,
+    ``models:/<model id>`` and ``runs:/<run id>/checkpoint`` all resolve to this standard Hugging Face folder).
+    The LoggedModel is named `name` (the stage), is an output of the run, and carries `model_hash` (so that evals
+    of the same bytes find it) and the stage as params and tags, and its registered version as tags (the UI shows
+    it from there). The version carries `tags` (for example the stage); it is created with the LoggedModel's id,
+    which registries that keep it link back.
     """
-    handle.log_artifact(folder, schema.CHECKPOINT.path)
+    from mlflow.entities import LoggedModelOutput
+
     c = handle.client
+    stage = tags.get("stage")
+    model = c.create_logged_model(
+        handle.experiment_id, name=schema.logged_model_name(name or stage or Path(folder).name),
+        source_run_id=handle.run_id, params={"model_hash": model_hash, **({"stage": str(stage)} if stage else {})},
+        tags=schema.tags(model_hash=model_hash, stage=stage, schema_version=schema.SCHEMA_VERSION))
     try:
-        c.get_registered_model(model_name)
-    except Exception:  # noqa: BLE001 - MLflow raises its own RestException for "does not exist"
-        c.create_registered_model(model_name)
-    source = f"{handle.artifact_uri()}/{schema.CHECKPOINT.path}"
-    version = c.create_model_version(model_name, source, run_id=handle.run_id, tags={k: str(v) for k, v in tags.items()})
-    return version.version
+        c.log_model_artifacts(model.model_id, str(folder))
+        c.log_outputs(handle.run_id, [LoggedModelOutput(model.model_id, step=0)])
+        try:
+            c.get_registered_model(model_name)
+        except Exception:  # noqa: BLE001 - MLflow raises its own RestException for "does not exist"
+            c.create_registered_model(model_name)
+        # The source is the LoggedModel's artifact folder rather than ``models:/<id>``: a sqlite registry resolves
+        # that URI through the process-wide tracking URI, not this client's.
+        version = c.create_model_version(model_name, model.artifact_location, run_id=handle.run_id,
+                                         tags={k: str(v) for k, v in tags.items()}, model_id=model.model_id).version
+        c.set_logged_model_tags(model.model_id, {
+            **schema.tags(model_version=version),
+            schema.MODEL_VERSIONS_TAG: json.dumps([{"name": model_name, "version": version}])})
+    except BaseException:
+        c.finalize_logged_model(model.model_id, "FAILED")
+        raise
+    c.finalize_logged_model(model.model_id, "READY")
+    handle.set_tags(schema.tags(logged_model=model.model_id, model_version=version))
+    return Checkpoint(model.model_id, str(version))
+
+
+def eval_model(handle: Run, *, model: str, model_hash: str, name: str, stage: str | None = None) -> str:
+    """The LoggedModel that the eval run `handle` scores, logged as the run's model input; returns its id.
+
+    It is the newest LoggedModel of the experiment with the checkpoint's content hash (the train stage's, for a
+    checkpoint trained here); an external checkpoint gets a new one, named `name`, without artifacts (the weights
+    stay where `model` points), with ``model`` and ``model_hash`` as params.
+    """
+    from mlflow.entities import LoggedModelInput
+
+    c = handle.client
+    found = c.search_logged_models([handle.experiment_id], filter_string=schema.where_model(model_hash),
+                                   max_results=20, order_by=[{"field_name": "creation_time", "ascending": False}])
+    ready = [m for m in found if str(m.status) == "READY"]  # not a stage that failed while uploading
+    if ready:
+        model_id = ready[0].model_id
+    else:
+        created = c.create_logged_model(
+            handle.experiment_id, name=schema.logged_model_name(name), source_run_id=handle.run_id,
+            params={"model": model[:_PARAM_MAX], "model_hash": model_hash, **({"stage": stage} if stage else {})},
+            tags=schema.tags(model=model, model_hash=model_hash, stage=stage, schema_version=schema.SCHEMA_VERSION))
+        model_id = c.finalize_logged_model(created.model_id, "READY").model_id
+    c.log_inputs(handle.run_id, models=[LoggedModelInput(model_id)])
+    return model_id
 
 
 def set_alias(uri: str, model_name: str, alias: str, version: str) -> None:
@@ -283,24 +383,15 @@ def set_alias(uri: str, model_name: str, alias: str, version: str) -> None:
 
 
 def download_model(model_uri: str, results_dir: str | os.PathLike | None = None) -> str:
-    """Download an MLflow model URI (``models:/name/3``, ``models:/name@alias``, ``runs:/id/path``) to a local folder.
+    """Download an MLflow model URI (``models:/name/3``, ``models:/name@alias``, ``models:/m-<id>``,
+    ``runs:/id/checkpoint`` or another ``runs:/id/path``) to a local folder.
 
     Raises `HarnessError` naming the URI when the store has no such model, version, alias or run.
     """
     uri = tracking_uri(results_dir)
     c = client(uri)
     try:
-        if model_uri.startswith("models:/"):
-            rest = model_uri[len("models:/") :]
-            if "@" in rest:
-                name, alias = rest.split("@", 1)
-                mv = c.get_model_version_by_alias(name, alias)
-            else:
-                name, version = rest.rsplit("/", 1)
-                mv = c.get_model_version(name, version)
-            source = mv.source
-        else:
-            source = model_uri
+        source = _model_source(c, model_uri)
         import mlflow
 
         local = mlflow.artifacts.download_artifacts(artifact_uri=source, tracking_uri=uri)
@@ -310,6 +401,28 @@ def download_model(model_uri: str, results_dir: str | os.PathLike | None = None)
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise HarnessError(f"model {model_uri!r} not found in the MLflow store {uri}: {first}") from None
     return local
+
+
+def _model_source(c, model_uri: str) -> str:
+    """Where the files of an MLflow model URI are: a registered version's storage location (its LoggedModel's
+    artifacts, or its run's ``checkpoint/`` folder in older records), a LoggedModel's artifacts
+    (``models:/m-<id>``), or a train run's checkpoint (``runs:/<id>/checkpoint``: its LoggedModel, tagged on it)."""
+    if model_uri.startswith("models:/"):
+        rest = model_uri[len("models:/"):]
+        if "@" in rest:
+            name, alias = rest.split("@", 1)
+            return c.get_model_version_download_uri(name, c.get_model_version_by_alias(name, alias).version)
+        if "/" not in rest:
+            return c.get_logged_model(rest).artifact_location
+        name, version = rest.rsplit("/", 1)
+        return c.get_model_version_download_uri(name, version)
+    if model_uri.startswith("runs:/"):
+        run_id, _, path = model_uri[len("runs:/"):].partition("/")
+        first, _, below = path.strip("/").partition("/")
+        model_id = schema.RunTags.from_tags(c.get_run(run_id).data.tags).logged_model
+        if first == schema.CHECKPOINT.path and model_id:
+            return c.get_logged_model(model_id).artifact_location + (f"/{below}" if below else "")
+    return model_uri
 
 
 def find_run(run_id: str, results_dir: str | os.PathLike | None = None) -> dict | None:
