@@ -3,6 +3,11 @@
 Each command group keeps its parser and handler in its own package's `cli.py` (which imports only argparse at
 module level, so `harness --help` stays fast); this file wires them together and turns a `HarnessError` into
 one line on stderr and exit code 2.
+
+The commands that run libraries (``run``, ``eval``, ``arena``, ``nightly``) run inside a `harness.capture` session:
+the libraries' own output goes to ``<results>/logs/harness-<command>-<timestamp>.log``, and to the terminal too
+with ``harness --verbose COMMAND`` (also accepted after the command). An unexpected crash is one line on the
+terminal naming that log, which holds the traceback (exit code 1).
 """
 
 from __future__ import annotations
@@ -19,34 +24,76 @@ def build_parser() -> argparse.ArgumentParser:
     from harness.evals import cli as evals_cli
     from harness.nightly import cli as nightly_cli
     from harness.ratings import cli as ratings_cli
+    from harness.report import cli as report_cli
 
     parser = argparse.ArgumentParser(
         prog="harness",
         description="Post-training evaluation harness: train, evaluate, rate and track checkpoints.",
     )
+    parser.add_argument("--verbose", action="store_true", help=_VERBOSE)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (runner_cli, evals_cli, ratings_cli, arena_cli, nightly_cli):
+    for module in (runner_cli, evals_cli, ratings_cli, arena_cli, nightly_cli, report_cli):
         module.add_parsers(sub)
+    for command in sub.choices.values():  # `harness run --verbose` works too; SUPPRESS keeps a global --verbose
+        command.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=_VERBOSE)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+_VERBOSE = "also show the libraries' own output (lm-eval, transformers, TRL, MLflow...) on the terminal; it always " \
+    "goes to <results>/logs/"
+# Commands that run libraries: their output is kept off the terminal (see `harness.capture.session`).
+_LIBRARY_COMMANDS = {"run", "eval", "arena", "nightly"}
+
+
+def main(argv: list[str] | None = None, *, capture_fds: bool | None = None) -> int:
+    """Run one command; its exit code.
+
+    Args:
+        argv: the arguments (default: ``sys.argv[1:]``).
+        capture_fds: redirect file descriptors 1 and 2 to the log too (C-level and subprocess output). Default:
+            only when `argv` is None, i.e. for the console script and ``python -m harness.cli``; in-process calls
+            (tests under pytest's capture) keep their descriptors, and an unexpected exception propagates.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except HarnessError as err:
-        print(f"harness: error: {err}", file=sys.stderr)
-        return err.exit_code
-    except KeyboardInterrupt:
-        print("harness: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        # The reader went away (`harness rate ... | head`): stop quietly, as other Unix tools do.
-        import os
+    if args.command not in _LIBRARY_COMMANDS:
+        try:
+            return int(args.func(args) or 0)
+        except (HarnessError, KeyboardInterrupt, BrokenPipeError) as err:
+            return _stopped(err)
+    from harness import capture, console
 
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141
+    fds = argv is None if capture_fds is None else capture_fds
+    with capture.session(args.command, verbose=args.verbose, capture_fds=fds):
+        try:
+            code = int(args.func(args) or 0)
+        except (HarnessError, KeyboardInterrupt, BrokenPipeError) as err:
+            return _stopped(err)
+        except Exception:
+            capture.crash()
+            if not fds:
+                raise
+            return 1
+        if capture.log_path() is not None:  # bad input stays one line; a finished command says where its log is
+            console.info(f"log: {capture.log_path()}")
+        return code
+
+
+def _stopped(err: BaseException) -> int:
+    """Bad input or an interrupt as one line on stderr, a closed stdout quietly; the exit code."""
+    from harness import console
+
+    if isinstance(err, HarnessError):
+        console.error(str(err))
+        return err.exit_code
+    if isinstance(err, KeyboardInterrupt):
+        console.info("harness: interrupted")
+        return 130
+    # The reader went away (`harness rate ... | head`): stop quietly, as other Unix tools do.
+    import os
+
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 141
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """The main job, in order: pretrain (or load) → SFT → DPO → RLVR, evaluating every stage, then an arena between them.
 
 One parent MLflow run per call, one nested run per training stage (params: the stage's config and its TRL config;
-metrics: the training curve by step and the stage's cost; artifacts: the resolved config and the checkpoint,
-registered as a model version tagged with its stage). Evaluation and arena runs nest under the same parent.
+metrics: the training curve by step and the stage's cost; artifacts: the resolved config; output: the checkpoint as
+an MLflow LoggedModel named after the stage, registered as a model version tagged with its stage). Evaluation and
+arena runs nest under the same parent.
 Checkpoints are written to ``<results>/checkpoints/<run name>/<stage>`` through a temporary folder, so a failed
 stage leaves no half-written checkpoint; its MLflow run ends FAILED.
 """
@@ -11,13 +12,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from harness import provenance
+from harness import console, provenance
 from harness.config import Config, to_dict
-from harness.errors import HarnessError
+from harness.config import validate as validate_config
 from harness.tracking import schema, store
 
 STAGES = ("base", "sft", "dpo", "rlvr")
@@ -42,6 +42,7 @@ class PipelineResult:
 
     run_id: str
     tracking_uri: str
+    experiment_id: str = ""
     stages: list[StageRecord] = field(default_factory=list)
     evals: dict = field(default_factory=dict)
     arena: object | None = None
@@ -52,23 +53,15 @@ def _stage_cfg(cfg: Config, stage: str):
 
 
 def validate(cfg: Config) -> None:
-    """Check the config as a whole before anything runs; raise `HarnessError` naming the bad keys."""
+    """Check the config as a whole before anything runs: its own rules (values, ranges, rules between keys; see
+    `harness.config`), then that every enabled stage's ``init`` resolves to a model; raise `HarnessError`."""
     from harness.models.load import resolve
 
-    r = cfg.rlvr
-    if r.enabled and r.batch_size % r.num_generations:
-        raise HarnessError(
-            f"rlvr.batch_size={r.batch_size} must be a multiple of rlvr.num_generations={r.num_generations}"
-        )
+    validate_config(cfg)
     for stage in STAGES[1:]:
         init = _stage_cfg(cfg, stage).init
         if init and _stage_cfg(cfg, stage).enabled:
             resolve(init)  # a missing or non-model checkpoint fails here, before any run starts
-    first = next((s for s in STAGES if _stage_cfg(cfg, s).enabled), None)
-    if first is None:
-        raise HarnessError("every stage is disabled; enable at least one of pretrain, sft, dpo, rlvr")
-    if first != "base" and not _stage_cfg(cfg, first).init:
-        raise HarnessError(f"{first}.init is required when pretrain is disabled (a folder, hub id or MLflow URI)")
 
 
 def _quiet_libraries() -> None:
@@ -105,10 +98,12 @@ def _run_stage(
 ) -> StageRecord:
     import yaml
 
+    from harness.models.load import content_hash
+
     final = ckpt_root / stage
     tmp = ckpt_root / f".{stage}.partial"
     shutil.rmtree(tmp, ignore_errors=True)
-    print(f"== stage {stage}" + (f" (from {init})" if init else ""), file=sys.stderr, flush=True)
+    console.note(f"stage {stage}" + (f" from {init}" if init else " from scratch"))
     tags = {**tags, **schema.tags(stage=stage)}
     with store.run(schema.train_run_name(stage), schema.Kind.TRAIN, parent=parent, tags=tags) as run:
         stage_cfg = asdict(_stage_cfg(cfg, stage))
@@ -127,8 +122,9 @@ def _run_stage(
         cost = result.cost(cfg.run.price_per_hour)
         run.log_metrics({**cost, "parameters": result.parameters, **result.extra_metrics})
         run.write(schema.CONFIG, to_dict(cfg))
-        version = store.register_checkpoint(run, final, cfg.run.registered_model, {"stage": stage, "run": cfg.run.name})
-        run.set_tags(schema.tags(model_version=version, checkpoint=str(final)))
+        store.log_checkpoint(run, final, cfg.run.registered_model, {"stage": stage, "run": cfg.run.name},
+                             model_hash=content_hash(str(final)), name=stage)
+        run.set_tags(schema.tags(checkpoint=str(final)))
     return StageRecord(stage, str(final), result.tokens, result.seconds, cost[schema.COST["usd"]],
                        cost[schema.COST["flops"]], run.run_id)
 
@@ -145,9 +141,9 @@ def run_pipeline(cfg: Config) -> PipelineResult:
     Raises:
         HarnessError: bad configuration or input (nothing is started, or the started runs end FAILED).
     """
+    validate(cfg)
     import torch
 
-    validate(cfg)
     results = Path(cfg.run.results).resolve()
     _offline_defaults(cfg, results)
     _quiet_libraries()
@@ -157,14 +153,14 @@ def run_pipeline(cfg: Config) -> PipelineResult:
     tags = provenance.tags(cfg.run.seed)
     with store.run(cfg.run.name, schema.Kind.PIPELINE, experiment=cfg.run.experiment, results_dir=results,
                    tags=tags) as parent:
-        out = PipelineResult(parent.run_id, parent.uri)
+        out = PipelineResult(parent.run_id, parent.uri, parent.experiment_id)
         parent.log_params(store.flatten(to_dict(cfg)))
         parent.write(schema.CONFIG, to_dict(cfg))
         previous: str | None = None
         for stage in STAGES:
             stage_cfg = _stage_cfg(cfg, stage)
             if not stage_cfg.enabled:
-                print(f"== stage {stage}: skipped", file=sys.stderr)
+                console.info(f"stage {stage}: skipped")
                 continue
             init = None if stage == "base" else (stage_cfg.init or previous)
             record = _run_stage(stage, cfg, init, parent, ckpt_root, tags)
@@ -182,7 +178,7 @@ def run_pipeline(cfg: Config) -> PipelineResult:
 
             log_stage_skill_table(parent, out.evals)
             table = format_stage_skill_table(stage_skill_table(out.evals))
-            print(f"\nScores by stage and skill (95% CI):\n{table}\n", file=sys.stderr)
+            console.info(f"\nScores by stage and skill (95% CI):\n{table}")
         if cfg.arena.enabled and len(out.stages) >= 2:
             from harness.arena import pipeline_arena
 
@@ -204,23 +200,17 @@ def run_pipeline(cfg: Config) -> PipelineResult:
 
 def summary(result: PipelineResult) -> str:
     """The end-of-run table (stage, checkpoint, tokens, seconds, cost, run id) and how to open the MLflow UI."""
-    import pandas as pd
+    from harness.report.tables import render
 
-    rows = [
-        {
-            "stage": s.stage,
-            "checkpoint": s.checkpoint,
-            "tokens": s.tokens,
-            "seconds": round(s.seconds, 1),
-            "cost_usd": round(s.cost_usd, 5),
-            "mlflow_run": s.run_id,
-        }
-        for s in result.stages
-    ]
-    table = pd.DataFrame(rows)
-    total = f"total: {table['tokens'].sum()} tokens, {table['seconds'].sum():.1f} s, ${table['cost_usd'].sum():.5f}"
+    rows = [[s.stage, s.checkpoint, s.tokens, s.seconds, s.cost_usd, s.run_id] for s in result.stages]
+    table = render(rows, ["stage", "checkpoint", "tokens", "seconds", "cost_usd", "mlflow_run"],
+                   digits={"seconds": 1, "cost_usd": 5})
+    stages = result.stages
+    total = (f"total: {sum(s.tokens for s in stages)} tokens, {sum(s.seconds for s in stages):.1f} s, "
+             f"${sum(s.cost_usd for s in stages):.5f}")
     return (
-        f"{table.to_string(index=False)}\n{total}\n"
+        f"{table}\n{total}\n"
         f"parent run: {result.run_id}\n"
-        f"open the MLflow UI: mlflow ui --backend-store-uri {result.tracking_uri}"
+        f"open the MLflow UI: mlflow ui --backend-store-uri {result.tracking_uri}\n"
+        f"  then {store.ui_url(result.experiment_id)}"
     )

@@ -22,13 +22,12 @@ def add_parsers(sub) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from harness import capture, console
     from harness.config import load_config
     from harness.runner import run_pipeline, summary
 
-    overrides = list(args.overrides)
-    if args.results:
-        overrides.append(f"run.results={args.results}")
-    cfg = load_config(args.config, overrides, quick=args.quick)
+    cfg = load_config(args.config, args.overrides, quick=args.quick, flags={"run": {"results": args.results}})
+    capture.log_to(cfg.run.results)
     result = run_pipeline(cfg)
-    print(summary(result))
+    console.result(summary(result))
     return 0

@@ -149,35 +149,39 @@ def generate(
     Raises:
         HarnessError: a model cannot be found or loaded (answers of the models before it stay cached).
     """
+    from harness import console
     from harness.models.load import content_hash
-    from harness.train.common import progress
 
     out: list[dict[str, Any]] = []
-    for name, spec in models.items():
-        ckpt = (hashes or {}).get(name) or content_hash(spec)
-        path = _cache_file(Path(cache_dir), ckpt, settings) if cache_dir else None
-        cached = _read_cache(path) if path else {}
-        todo = [p for p in prompts if cached.get(p["id"], {}).get("prompt_hash") != prompt_hash(p)]
-        fresh: dict[str, dict] = {}
-        if todo:
-            model, tokenizer = _load(spec, trust_remote_code, device)
-            batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
-            for batch in progress(batches, f"arena generate {name}: {len(todo)} answers"):
-                start = time.perf_counter()
-                recs = generate_batch(model, tokenizer, [conversation(p) for p in batch], settings)
-                per = (time.perf_counter() - start) / len(batch)
-                lines = []
-                for p, rec in zip(batch, recs):
-                    rec = {"prompt_id": p["id"], "prompt_hash": prompt_hash(p), "checkpoint_hash": ckpt,
-                           "settings": asdict(settings), **rec, "seconds": per}
-                    fresh[p["id"]] = rec
-                    lines.append(json.dumps(rec) + "\n")
-                if path:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    with path.open("a", encoding="utf-8") as fh:
-                        fh.write("".join(lines))
-            del model
-        for p in prompts:
-            rec = fresh.get(p["id"])
-            out.append({"model": name, **(rec or cached[p["id"]]), "cached": rec is None})
+    with console.progress("arena answers", len(models) * len(prompts), "answers") as bar:
+        for name, spec in models.items():
+            ckpt = (hashes or {}).get(name) or content_hash(spec)
+            path = _cache_file(Path(cache_dir), ckpt, settings) if cache_dir else None
+            cached = _read_cache(path) if path else {}
+            todo = [p for p in prompts if cached.get(p["id"], {}).get("prompt_hash") != prompt_hash(p)]
+            bar.update(len(prompts) - len(todo))
+            fresh: dict[str, dict] = {}
+            if todo:
+                model, tokenizer = _load(spec, trust_remote_code, device)
+                for batch in [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]:
+                    start = time.perf_counter()
+                    recs = generate_batch(model, tokenizer, [conversation(p) for p in batch], settings)
+                    per = (time.perf_counter() - start) / len(batch)
+                    lines = []
+                    for p, rec in zip(batch, recs):
+                        rec = {"prompt_id": p["id"], "prompt_hash": prompt_hash(p), "checkpoint_hash": ckpt,
+                               "settings": asdict(settings), **rec, "seconds": per}
+                        fresh[p["id"]] = rec
+                        lines.append(json.dumps(rec) + "\n")
+                    if path:
+                        path.parent.mkdir(parents=True, exist_ok=True)
+                        with path.open("a", encoding="utf-8") as fh:
+                            fh.write("".join(lines))
+                    bar.update(len(batch))
+                del model
+            for p in prompts:
+                rec = fresh.get(p["id"])
+                out.append({"model": name, **(rec or cached[p["id"]]), "cached": rec is None})
+        if any(r["cached"] for r in out):
+            bar.set(cached=sum(r["cached"] for r in out))
     return out

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import sys
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
@@ -27,7 +26,8 @@ from typing import Any, TextIO
 
 import pandas as pd
 
-from harness.config import ArenaConfig
+from harness import console
+from harness.config import ArenaConfig, RewardModelConfig
 from harness.errors import HarnessError
 from harness.tracking import schema, store
 
@@ -70,8 +70,8 @@ def _report_failures(failures: pd.DataFrame, total: int) -> None:
         return
     kinds = Counter(e.split(":")[0] for e in failures["error"])
     detail = ", ".join(f"{n} {kind}" for kind, n in kinds.most_common())
-    print(f"harness: warning: {len(failures)} of {total} judgements failed ({detail}); their battles are left out "
-          f"of the ratings, not counted as ties (see {schema.ARENA_FAILURES.path})", file=sys.stderr)
+    console.warn(f"{len(failures)} of {total} judgements failed ({detail}); their battles are left out "
+                 f"of the ratings, not counted as ties (see {schema.ARENA_FAILURES.path})")
 
 
 def _params(models: dict[str, str], hashes: dict[str, str], cfg: ArenaConfig, judge, prompts: list[dict],
@@ -123,7 +123,7 @@ def _arena(
     from harness.arena.answers import GenerationSettings, generate
     from harness.arena.battles import judge_battles
     from harness.arena.leaderboard import format_leaderboard, rate
-    from harness.plots.arena import arena_figures
+    from harness.report.figures import arena_figures
     from harness.ratings.report import log_ratings
 
     prompts, pairs, hashes = inputs
@@ -163,7 +163,7 @@ def _arena(
 
     ratings = rate(judged.battles, answers, baseline=cfg.baseline, rounds=cfg.bootstrap, seed=seed)
     for message in ratings.warnings:
-        print(f"harness: warning: {message}", file=sys.stderr)
+        console.warn(message)
     board = ratings.leaderboard
     ratings_params = {f"ratings.{k}": v for k, v in board.attrs.items() if not isinstance(v, dict)}
     matrices = {"win_prob": ratings.win_prob, "empirical_win_rate": ratings.empirical_win_rate,
@@ -228,26 +228,27 @@ def run_arena(
         tags.update(provenance.tags(seed))
     with store.run(run_name, schema.Kind.ARENA, experiment=experiment, results_dir=results_dir, parent=parent,
                    tags=tags) as run:
-        return _arena(run, models, cfg, judge, inputs, results_dir, seed, out or sys.stdout, trust_remote_code)
+        return _arena(run, models, cfg, judge, inputs, results_dir, seed, out or console.result_stream(),
+                      trust_remote_code)
 
 
-def _reward_model(init: str, cfg: ArenaConfig, results_dir: Path, pairs_seed: int, out: TextIO) -> tuple[str, dict]:
+def _reward_model(init: str, rm: RewardModelConfig, results_dir: Path, pairs_seed: int,
+                  out: TextIO) -> tuple[str, dict]:
     """Train (or reuse) the tiny reward model on the pipeline's preference pairs; its folder and held-out metrics."""
     from harness.models.load import content_hash
     from harness.train import reward
 
-    key = json.dumps([content_hash(init), pairs_seed, cfg.rm_pairs, cfg.rm_epochs, cfg.rm_batch_size,
-                      cfg.rm_learning_rate])
+    key = json.dumps([content_hash(init), pairs_seed, rm.pairs, rm.epochs, rm.batch_size, rm.learning_rate])
     folder = results_dir / "cache" / "arena" / "reward_models" / hashlib.sha256(key.encode()).hexdigest()[:16]
     metrics_file = folder / "heldout_metrics.json"
     if metrics_file.is_file():
-        print(f"== arena reward model: reusing {folder}", file=out)
+        print(f"arena reward model: reusing {folder}", file=out)
         return str(folder), json.loads(metrics_file.read_text())
-    print(f"== arena reward model: training from {init} on {cfg.rm_pairs} preference pairs", file=out)
+    print(f"arena reward model: training from {init} on {rm.pairs} preference pairs", file=out)
     tmp = folder.with_name(folder.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
-    result = reward.train(init, tmp, pairs=cfg.rm_pairs, seed=pairs_seed, epochs=cfg.rm_epochs,
-                          batch_size=cfg.rm_batch_size, learning_rate=cfg.rm_learning_rate)
+    result = reward.train(init, tmp, pairs=rm.pairs, seed=pairs_seed, epochs=rm.epochs, batch_size=rm.batch_size,
+                          learning_rate=rm.learning_rate)
     metrics = {**result.extra_metrics, "reward_model/train_seconds": result.seconds,
                "reward_model/train_tokens": float(result.tokens)}
     (tmp / "heldout_metrics.json").write_text(json.dumps(metrics))
@@ -267,9 +268,10 @@ def pipeline_arena(
 ) -> ArenaResult:
     """The arena step of `harness run`: rank the stage checkpoints, base as the baseline when present.
 
-    With ``cfg.judge == "reward-model"`` and no ``cfg.reward_model``, a tiny reward model is first trained from the
-    base checkpoint on the pipeline's preference pairs (`dpo_rows` with `dpo_pairs_seed`) and its held-out accuracy
-    is logged as ``reward_model/heldout_accuracy``. The leaderboard is printed to stderr.
+    With ``cfg.judge == "reward-model"`` and no ``cfg.reward_model.path``, a tiny reward model is first trained from
+    the base checkpoint on the pipeline's preference pairs (`dpo_rows` with `dpo_pairs_seed`; settings in
+    ``cfg.reward_model``) and its held-out accuracy is logged as ``reward_model/heldout_accuracy``. The leaderboard
+    is printed to stderr.
 
     Args:
         checkpoints: stage name → checkpoint folder, in stage order.
@@ -285,20 +287,21 @@ def pipeline_arena(
     from harness.arena.judges import RewardModelJudge, build_judge
 
     results_dir = Path(results_dir).resolve()
-    out = sys.stderr
+    out = console.stream()
     baseline = cfg.baseline or ("base" if "base" in checkpoints else None)
     cfg = replace(cfg, baseline=baseline)
-    print(f"== arena: {', '.join(checkpoints)} (judge {cfg.judge}" + (f", baseline {baseline})" if baseline else ")"),
+    print(f"arena: {', '.join(checkpoints)} (judge {cfg.judge}" + (f", baseline {baseline})" if baseline else ")"),
           file=out, flush=True)
     inputs = _inputs(checkpoints, cfg)
     rm_metrics: dict = {}
-    if cfg.judge == "reward-model" and not cfg.reward_model:
+    if cfg.judge == "reward-model" and not cfg.reward_model.path:
         init = checkpoints.get("base") or next(iter(checkpoints.values()))
         pairs_seed = seed if dpo_pairs_seed is None else dpo_pairs_seed
-        folder, rm_metrics = _reward_model(init, cfg, results_dir, pairs_seed, out)
-        judge = RewardModelJudge(folder, tie_margin=cfg.rm_tie_margin, strong_margin=cfg.rm_strong_margin,
-                                 batch_size=cfg.batch_size, device=cfg.device)
-        print(f"== arena reward model: held-out accuracy {rm_metrics['reward_model/heldout_accuracy']:.3f} "
+        folder, rm_metrics = _reward_model(init, cfg.reward_model, results_dir, pairs_seed, out)
+        judge = RewardModelJudge(folder, tie_margin=cfg.reward_model.tie_margin,
+                                 strong_margin=cfg.reward_model.strong_margin, batch_size=cfg.batch_size,
+                                 device=cfg.device)
+        print(f"arena reward model: held-out accuracy {rm_metrics['reward_model/heldout_accuracy']:.3f} "
               f"on {int(rm_metrics['reward_model/heldout_pairs'])} preference pairs", file=out)
     else:
         judge = build_judge(cfg)

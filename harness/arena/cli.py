@@ -7,6 +7,10 @@ import argparse
 
 def add_parsers(sub) -> None:
     """Register `harness arena`."""
+    from typing import get_args
+
+    from harness.config import ArenaMode, JudgeKind  # light: the config's choices, no heavy library
+
     p = sub.add_parser(
         "arena",
         help="pairwise arena between checkpoints: generate, judge with positions swapped, rate",
@@ -20,15 +24,18 @@ def add_parsers(sub) -> None:
                    help="prompt set (JSONL: id, prompt or messages, optional reference, skill); default: the "
                    "packaged harness/suites/arena/tiny.jsonl")
     p.add_argument("--limit", type=int, metavar="N", help="use the first N prompts (default: arena.prompts)")
-    p.add_argument("--judge", choices=("verifier", "reward-model", "llm"), help="the judge (default: arena.judge)")
+    p.add_argument("--judge", choices=get_args(JudgeKind), help="the judge (default: arena.judge)")
     p.add_argument("--baseline", metavar="M", help="measure every model against this one (win rate, LC win rate)")
-    p.add_argument("--mode", choices=("round-robin", "baseline"),
+    p.add_argument("--mode", choices=get_args(ArenaMode),
                    help="round-robin (every pair; the default) or baseline (every model against --baseline only)")
-    p.add_argument("--reward-model", metavar="SPEC", help="reward model for --judge reward-model (HF id or folder)")
-    p.add_argument("--judge-base-url", metavar="URL", help="OpenAI-compatible endpoint for --judge llm")
-    p.add_argument("--judge-model", metavar="NAME", help="judge model name for --judge llm")
+    p.add_argument("--reward-model", metavar="SPEC",
+                   help="reward model for --judge reward-model (HF id or folder; arena.reward_model.path)")
+    p.add_argument("--judge-base-url", metavar="URL",
+                   help="OpenAI-compatible endpoint for --judge llm (arena.llm.base_url)")
+    p.add_argument("--judge-model", metavar="NAME", help="judge model name for --judge llm (arena.llm.model)")
     p.add_argument("--judge-api-key-env", metavar="VAR",
-                   help="NAME of the environment variable holding the judge's API key (default OPENAI_API_KEY)")
+                   help="NAME of the environment variable holding the judge's API key (arena.llm.api_key_env, default "
+                   "OPENAI_API_KEY)")
     p.add_argument("--config", metavar="FILE", help="YAML experiment config (run: and arena: sections are used)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config key, e.g. --set arena.max_new_tokens=64 (repeatable)")
@@ -54,33 +61,32 @@ def _named(specs: list[str]) -> dict[str, str]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
-    import datasets
-    import torch
-    import transformers
-
-    from harness.arena.arena import run_arena
     from harness.config import load_config
 
-    overrides = list(args.overrides) + ([f"run.results={args.results}"] if args.results else [])
-    cfg = load_config(args.config, overrides)
+    # The flags are config keys too: the whole config is checked before any library or model loads.
+    limit = 0 if args.prompts and args.limit is None else args.limit  # a named prompt file is used whole by default
     flags = {
-        "prompt_file": args.prompts, "prompts": args.limit, "judge": args.judge, "baseline": args.baseline,
-        "mode": args.mode, "reward_model": args.reward_model, "judge_base_url": args.judge_base_url,
-        "judge_model": args.judge_model, "judge_api_key_env": args.judge_api_key_env,
-        "cache": False if args.no_cache else None,
+        "run": {"results": args.results},
+        "arena": {
+            "prompt_file": args.prompts, "prompts": limit, "judge": args.judge, "baseline": args.baseline,
+            "mode": args.mode, "cache": False if args.no_cache else None,
+            "reward_model": {"path": args.reward_model},
+            "llm": {"base_url": args.judge_base_url, "model": args.judge_model, "api_key_env": args.judge_api_key_env},
+        },
     }
-    arena = replace(cfg.arena, **{k: v for k, v in flags.items() if v is not None})
-    if args.prompts and args.limit is None:
-        arena = replace(arena, prompts=0)  # a named prompt file is used whole unless --limit says otherwise
-    datasets.disable_progress_bars()
-    transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()
+    cfg = load_config(args.config, args.overrides, flags=flags)
+    models = _named(args.models)
+
+    import torch
+
+    from harness import capture, console
+    from harness.arena.arena import run_arena
+
+    capture.log_to(cfg.run.results)
     torch.set_num_threads(cfg.run.threads)
-    result = run_arena(_named(args.models), cfg=arena, results_dir=cfg.run.results, seed=cfg.run.seed,
+    result = run_arena(models, cfg=cfg.arena, results_dir=cfg.run.results, seed=cfg.run.seed,
                        experiment=cfg.run.experiment, trust_remote_code=cfg.model.trust_remote_code)
     from harness.tracking.schema import ARENA_BATTLES
 
-    print(f"MLflow run {result.run_id}; battles in its artifact {ARENA_BATTLES.path}")
+    console.result(f"MLflow run {result.run_id}; battles in its artifact {ARENA_BATTLES.path}")
     return 0

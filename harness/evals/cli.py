@@ -20,7 +20,8 @@ def add_parsers(sub) -> None:
         description="Score a checkpoint on an eval suite through lm-eval (cached per task) and log one MLflow run.",
     )
     p.add_argument("--model", required=True, help="Hugging Face folder, hub id or MLflow model URI (models:/name/3)")
-    p.add_argument("--suite", help="suite name (suites/<name>.yaml) or suite YAML file (default: eval.suite)")
+    p.add_argument("--suite", help="suite name (packaged, or $HARNESS_SUITES/<name>.yaml) or suite YAML file "
+                   "(default: eval.suite)")
     p.add_argument("--json", metavar="OUT", help="also write lm-eval's results plus our aggregates to this JSON file")
     p.add_argument("--label", help="stage label, tagged harness.stage (base, sft, dpo, rlvr)")
     p.add_argument("--limit", type=int, help="at most this many items per task (a suite's own limit wins)")
@@ -55,27 +56,26 @@ def _eval(args: argparse.Namespace) -> int:
 
     from harness.config import load_config
 
-    cfg = load_config(args.config, args.set)
-    if args.limit is not None:
-        cfg.eval.limit = args.limit
-    if args.no_cache:
-        cfg.eval.cache = False
+    flags = {"eval": {"limit": args.limit, "cache": False if args.no_cache else None},
+             "run": {"results": args.results, "experiment": args.experiment}}
+    cfg = load_config(args.config, args.set, flags=flags)  # checked whole before lm-eval, torch or MLflow load
     import torch
 
     torch.set_num_threads(cfg.run.threads)
+    from harness import capture, console
     from harness.evals import evaluate
 
+    capture.log_to(cfg.run.results)
     result = evaluate(
         args.model,
         args.suite or cfg.eval.suite,
         cfg=cfg.eval,
-        results_dir=args.results or cfg.run.results,
+        results_dir=cfg.run.results,
         label=args.label,
-        experiment=args.experiment or cfg.run.experiment,
+        experiment=cfg.run.experiment,
         trust_remote_code=cfg.model.trust_remote_code,
     )
-    print(result.summary())
-    print(f"MLflow run: {result.run_id}")
+    console.result(f"{result.summary()}\nMLflow run: {result.run_id}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result.to_dict(), f, indent=2, default=str)

@@ -11,7 +11,8 @@ The recipe, in order:
    share one call while their items add up to at most ``eval.group_items`` (small tasks cost mostly per-call
    overhead: partial batches); larger ones run one call each. Each call's output is split per entry and cached at
    once, so an interrupted suite resumes at the first unfinished call;
-6. turn the merged output into tables (`harness.evals.result`) and log one MLflow run (`harness.evals.record`).
+6. turn the merged output into tables (`harness.evals.result`) and log one MLflow run (`harness.evals.record`),
+   with the data each task read as its dataset inputs (`harness.evals.datasets`).
 
 lm-eval computes every metric; nothing here re-scores an item.
 """
@@ -26,10 +27,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator
 
+from harness import console
 from harness.config import EvalConfig
 from harness.errors import HarnessError
 from harness.evals import backends, cache
 from harness.evals import suite as suites
+from harness.evals.datasets import task_data
 from harness.evals.record import record
 from harness.evals.result import SuiteResult, sample_tables, score_table, skill_table
 
@@ -175,6 +178,47 @@ def _environment_once() -> Iterator[None]:
             setattr(evaluator, name, original)
 
 
+@contextmanager
+def _counting(lm, bar) -> Iterator[None]:
+    """Count lm-eval's requests on the progress `bar` (lm-eval's own tqdm bars go to the log).
+
+    Each request type's call (``loglikelihood``, ``generate_until``...) adds its requests to the total; every answered
+    request passes through the model's cache hook (``add_partial``, called per request by lm-eval's backends), which
+    advances the count.
+    """
+    hook = getattr(lm, "cache_hook", None)
+
+    class _Hook:
+        def add_partial(self, attr, req, res):
+            bar.update()
+            hook.add_partial(attr, req, res)
+
+        def __getattr__(self, name):
+            return getattr(hook, name)
+
+    def counted(method):
+        def call(requests, *args, **kwargs):
+            bar.add(len(requests))
+            return method(requests, *args, **kwargs)
+
+        return call
+
+    names = [n for n in ("loglikelihood", "loglikelihood_rolling", "generate_until") if hasattr(lm, n)]
+    own = {n: vars(lm)[n] for n in names if n in vars(lm)}
+    for name in names:
+        setattr(lm, name, counted(getattr(lm, name)))
+    if hook is not None:
+        lm.cache_hook = _Hook()
+    try:
+        yield
+    finally:
+        for name in names:
+            vars(lm).pop(name, None)
+        vars(lm).update(own)
+        if hook is not None:
+            lm.cache_hook = hook
+
+
 def _run_call(lm, call: list[_Plan], cfg: EvalConfig, tm) -> list[dict]:
     """Run one lm-eval call for `call` (plans with the same settings) and split its output per plan."""
     import lm_eval
@@ -228,18 +272,23 @@ def evaluate(
     suites.check_tasks(spec)
     target, model_hash = resolve_model(model, cfg, results_dir)
     lm_name, lm_args = backends.model_arguments(cfg, target, trust_remote_code)
-    tm = suites.task_manager(spec)
-    plans = [_plan(entry, tm, cfg, results_dir, model_hash, lm_name, lm_args) for entry in spec.entries]
-    for plan in plans:
-        if plan.output is None:
-            _build(tm, plan, cfg)
+    with console.progress(f"eval {label or model}", unit="requests") as bar:
+        tm = suites.task_manager(spec)
+        plans = [_plan(entry, tm, cfg, results_dir, model_hash, lm_name, lm_args) for entry in spec.entries]
+        for plan in plans:
+            if plan.output is None:
+                _build(tm, plan, cfg)
 
-    lm = None
-    with _environment_once():
-        for call in _calls(plans, cfg.group_items):
-            lm = lm or backends.create(cfg, target, trust_remote_code)
-            for plan, part in zip(call, _run_call(lm, call, cfg, tm)):
-                plan.output = cache.save(results_dir, plan.key, plan.material, part)
+        lm = None
+        with _environment_once():
+            for call in _calls(plans, cfg.group_items):
+                lm = lm or backends.create(cfg, target, trust_remote_code)
+                with _counting(lm, bar):
+                    parts = _run_call(lm, call, cfg, tm)
+                for plan, part in zip(call, parts):
+                    plan.output = cache.save(results_dir, plan.key, plan.material, part)
+        if any(p.cached for p in plans):
+            bar.set(cached=f"{sum(p.cached for p in plans)}/{len(plans)} tasks")
 
     output: dict[str, Any] = {}  # lm-eval's output, merged over the suite's tasks
     owners: dict[str, suites.Entry] = {}  # every task or group in the output → the suite entry that ran it
@@ -253,5 +302,6 @@ def evaluate(
     lm_output = {k: v for k, v in output.items() if k != "samples"}
     result = SuiteResult(model=model, suite=spec.name, label=label, run_id=None, scores=scores, samples=samples,
                          skills=skills, lm_eval=lm_output, cached=[p.entry.task for p in plans if p.cached])
-    result.run_id = record(result, spec, cfg, model_hash, lm_name, lm_args, parent, results_dir, experiment)
+    data = task_data(tm, [plan.material["tasks"] for plan in plans])
+    result.run_id = record(result, spec, cfg, model_hash, lm_name, lm_args, parent, results_dir, experiment, data)
     return result

@@ -22,14 +22,15 @@ Exit codes (`NightlyResult.exit_code`): 0 pass, 1 regression, 2 cannot compare (
 
 from __future__ import annotations
 
-import sys
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from harness import console
 from harness.errors import HarnessError
 from harness.nightly import history, records, sides
-from harness.nightly.config import NightlyConfig, to_dict
+from harness.config_base import to_dict
+from harness.nightly.config import NightlyConfig
 from harness.nightly.result import ArenaSummary, NightlyResult
 from harness.nightly.stats import Comparison, compare_suite, overall_verdict
 from harness.tracking import schema
@@ -63,7 +64,7 @@ def run_nightly(candidate: str, baseline: str | None, cfg: NightlyConfig, *, pro
     from harness.evals import suite as suites
     from harness.tracking import store
 
-    out = out or sys.stderr
+    out = out or console.stream()
     results = Path(cfg.results).resolve()
     spec = suites.load(cfg.suite)
     suites.check_tasks(spec)
@@ -81,7 +82,7 @@ def run_nightly(candidate: str, baseline: str | None, cfg: NightlyConfig, *, pro
         run.write(schema.NIGHTLY_CONFIG, to_dict(cfg))
         result = NightlyResult(verdict="cannot-compare", suite=spec.name, suite_version=version, candidate=cand,
                                baseline=base, correction=cfg.correction, alpha=cfg.alpha, run_id=run.run_id)
-        print(f"== nightly {spec.name} (version {version}): candidate {cand.label}, baseline {base.label}",
+        print(f"nightly {spec.name} (version {version}): candidate {cand.label}, baseline {base.label}",
               file=out, flush=True)
         cand.eval_run = _evaluate(cand, cfg, run, results)
         if base.eval_run is None:
@@ -142,7 +143,7 @@ def _arena(cand: sides.Side, base: sides.Side, cfg: NightlyConfig, run: "Run", r
         models = {"candidate": resolve_model(cand.model, cfg.eval, results)[0],
                   "baseline": resolve_model(base.model, cfg.eval, results)[0]}
     except HarnessError as err:
-        print(f"harness: warning: arena skipped: {err}", file=sys.stderr)
+        console.warn(f"arena skipped: {err}")
         return None
     arena_cfg = replace(cfg.arena, baseline="baseline", mode="baseline")
     arena = run_arena(models, cfg=arena_cfg, results_dir=results, parent=run, seed=cfg.seed,
@@ -203,7 +204,7 @@ def _log_results(run: "Run", result: NightlyResult, cfg: NightlyConfig) -> None:
 
 def _log_report_and_verdict(run: "Run", result: NightlyResult) -> None:
     """The report and, last, the verdict tag: a nightly that died before it has none, so it never counts as a pass."""
-    from harness.nightly import report
+    from harness.report import nightly as report
 
     run.write(schema.NIGHTLY_REPORT_MD, report.markdown(result) + "\n")
     run.write(schema.NIGHTLY_REPORT_HTML, report.html_page(result))

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 
 
 @dataclass
@@ -32,21 +32,6 @@ class StageResult:
             COST["flops"]: 6.0 * self.parameters * self.tokens,
             COST["usd"]: self.seconds / 3600.0 * price_per_hour,
         }
-
-
-def progress(items: Iterable, desc: str) -> Iterator:
-    """Yield from `items`, printing a progress line to stderr every few seconds and at the end."""
-    items = list(items)
-    total, last, start = len(items), 0.0, time.perf_counter()
-    tty = sys.stderr.isatty()
-    for i, item in enumerate(items, 1):
-        yield item
-        now = time.perf_counter()
-        if now - last > (1.0 if tty else 10.0) or i == total:
-            last = now
-            end = "\n" if (i == total or not tty) else ""
-            lead = "\r" if tty else ""
-            print(f"{lead}[{desc}] {i}/{total} ({now - start:.0f}s)", end=end, file=sys.stderr, flush=True)
 
 
 def trl_common(out_dir: Path, seed: int, epochs: float, batch_size: int, learning_rate: float, log_every: int) -> dict:
@@ -91,34 +76,46 @@ def trainer_history(trainer) -> list[tuple[int, dict[str, float]]]:
     return rows
 
 
-def quiet_progress(trainer, stage: str) -> None:
-    """Replace the trainer's dict printer with one progress line per log: step, loss/reward, elapsed seconds."""
+@contextmanager
+def quiet_progress(trainer, phase: str) -> Iterator[None]:
+    """While training in the block, show one console progress line (steps, last loss or reward) instead of the
+    trainer's own printers."""
     from transformers import TrainerCallback
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-    start = time.perf_counter()
+    from harness import console
 
-    class _Line(TrainerCallback):
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            logs = logs or {}
-            shown = {k: logs[k] for k in ("loss", "reward", "rewards/reward/mean") if k in logs}
-            text = " ".join(f"{k}={_number(v):.4g}" for k, v in shown.items() if _number(v) is not None)
-            print(f"[{stage}] step {state.global_step}/{state.max_steps} {text} ({time.perf_counter() - start:.0f}s)",
-                  file=sys.stderr, flush=True)
+    with console.progress(phase, unit="steps") as bar:
 
-    trainer.remove_callback(PrinterCallback)
-    trainer.remove_callback(ProgressCallback)
-    trainer.add_callback(_Line())
+        class _Line(TrainerCallback):
+            def on_train_begin(self, args, state, control, **kwargs):
+                bar.add(state.max_steps)
+
+            def on_step_end(self, args, state, control, **kwargs):
+                bar.update(state.global_step - bar.count)
+
+            def on_log(self, args, state, control, logs=None, **kwargs):
+                shown = {k: _number((logs or {}).get(k)) for k in ("loss", "reward")}
+                bar.set(**{k: v for k, v in shown.items() if v is not None})
+
+        line = _Line()
+        trainer.remove_callback(PrinterCallback)
+        trainer.remove_callback(ProgressCallback)
+        trainer.add_callback(line)
+        try:
+            yield
+        finally:
+            trainer.remove_callback(line)
 
 
 def train_and_save(trainer, tokenizer, stage: str, out_dir: Path, start: float) -> StageResult:
-    """Train with one progress line per log, save model and tokenizer to `out_dir`, and describe the stage.
+    """Train under a progress line (``train <stage>``), save model and tokenizer to `out_dir`, and describe the stage.
 
     Tokens are the trainer's count of non-padding input tokens or, for GRPO (which logs its own running count of
     prompt + completion tokens as ``num_tokens``), the largest ``num_tokens`` logged.
     """
-    quiet_progress(trainer, stage)
-    trainer.train()
+    with quiet_progress(trainer, f"train {stage}"):
+        trainer.train()
     trainer.save_model(str(out_dir))
     tokenizer.save_pretrained(out_dir)
     history = trainer_history(trainer)

@@ -10,10 +10,11 @@ import math
 import time
 from pathlib import Path
 
+from harness import console
 from harness.config import ModelConfig, PretrainConfig
 from harness.data import skills
 from harness.models import tiny
-from harness.train.common import StageResult, progress
+from harness.train.common import StageResult
 
 
 def run(cfg: PretrainConfig, model_cfg: ModelConfig, out_dir: Path, seed: int) -> StageResult:
@@ -48,19 +49,22 @@ def run(cfg: PretrainConfig, model_cfg: ModelConfig, out_dir: Path, seed: int) -
     history: list[tuple[int, dict[str, float]]] = []
     tokens = 0
     model.train()
-    for step in progress(range(1, cfg.steps + 1), "pretrain"):
-        lr = cfg.learning_rate * min(step / warmup, 0.5 * (1 + math.cos(math.pi * step / cfg.steps)))
-        for group in optim.param_groups:
-            group["lr"] = lr
-        batch = data[torch.randint(0, n_rows, (cfg.batch_size,), generator=gen)]
-        loss = model(input_ids=batch, labels=batch).loss
-        optim.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optim.step()
-        tokens += batch.numel()
-        if step % cfg.log_every == 0 or step == cfg.steps:
-            history.append((step, {"loss": loss.item(), "learning_rate": lr}))
+    with console.progress("train base", cfg.steps, "steps") as bar:
+        for step in range(1, cfg.steps + 1):
+            lr = cfg.learning_rate * min(step / warmup, 0.5 * (1 + math.cos(math.pi * step / cfg.steps)))
+            for group in optim.param_groups:
+                group["lr"] = lr
+            batch = data[torch.randint(0, n_rows, (cfg.batch_size,), generator=gen)]
+            loss = model(input_ids=batch, labels=batch).loss
+            optim.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optim.step()
+            tokens += batch.numel()
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                history.append((step, {"loss": loss.item(), "learning_rate": lr}))
+                bar.set(loss=history[-1][1]["loss"])
+            bar.update()
     model.eval()
     tiny.save(model, tokenizer, out_dir)
     return StageResult(

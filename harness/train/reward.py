@@ -147,8 +147,8 @@ def train(
     except (OSError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise HarnessError(f"reward model init {init!r} could not be loaded: {first}") from None
-    quiet_progress(trainer, "reward")
-    trainer.train()
+    with quiet_progress(trainer, "train reward model"):
+        trainer.train()
     trainer.save_model(str(out_dir))
     tokenizer.save_pretrained(out_dir)
     shutil.rmtree(out_dir / "_trainer", ignore_errors=True)
