@@ -184,30 +184,6 @@ def test_eval_links_metrics_to_the_logged_model_and_each_tasks_dataset(tiny_chec
         assert len(linked) == len(client.get_run(result.run_id).data.metrics)  # every metric is the model's
 
 
-def test_task_data_of_hub_and_local_datasets(tmp_path):
-    from types import SimpleNamespace
-
-    from harness.evals.datasets import task_data
-
-    rows = tmp_path / "items.jsonl"
-    rows.write_text('{"q": 1}\n{"q": 2}\n\n')
-    hub = {"dataset_path": "openai/gsm8k", "dataset_name": "main", "test_split": "test"}
-    material = {"gsm8k": {"kind": "TASK", "config": hub, "files": "x"},
-                "mine": {"kind": "TASK", "config": {"dataset_path": "json",
-                                                    "dataset_kwargs": {"data_files": {"test": str(rows)}}}},
-                "a_group": {"kind": "GROUP", "config": {"task": ["gsm8k"]}}, "missing": None}
-    data = {d.name: d for d in task_data(SimpleNamespace(task_index={}), [material])}
-    assert sorted(data) == ["gsm8k", "mine"]
-    assert data["gsm8k"].source_type == "hugging_face" and data["gsm8k"].source["path"] == "openai/gsm8k"
-    assert data["gsm8k"].source["config_name"] == "main" and data["gsm8k"].rows is None
-    assert data["mine"].source == {"uri": str(rows.resolve())} and data["mine"].rows == 2
-    before = data["mine"].digest
-    rows.write_text('{"q": 3}\n')
-    assert task_data(SimpleNamespace(task_index={}), [material])[1].digest != before  # the content's digest
-    hub["dataset_kwargs"] = {"revision": "abc"}  # another revision of the hub dataset: another digest
-    assert task_data(SimpleNamespace(task_index={}), [material])[0].digest != data["gsm8k"].digest
-
-
 def test_interrupted_eval_resumes_at_the_first_unfinished_task(tiny_checkpoint, results, cfg, monkeypatch):
     cfg.group_items = 0  # one lm-eval call per task
     real = eval_run._run_call

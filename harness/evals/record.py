@@ -60,8 +60,16 @@ def _params(result: SuiteResult, spec: Suite, cfg: EvalConfig, model_hash: str, 
         params[schema.task_param(entry.task, "fewshot_as_multiturn")] = entry.fewshot_as_multiturn
         params[schema.task_param(entry.task, "limit")] = entry.limit if entry.limit is not None else cfg.limit
         params[schema.task_param(entry.task, "num_fewshot")] = n_shot.get(entry.task, entry.num_fewshot)
+        if entry.gen_kwargs:
+            params[schema.task_param(entry.task, "gen_kwargs")] = json.dumps(entry.gen_kwargs, sort_keys=True)
+        if entry.repeats > 1:
+            params[schema.task_param(entry.task, "repeats")] = entry.repeats
+            params[schema.task_param(entry.task, "pass_at")] = ",".join(map(str, entry.pass_at))
     for task, version in result.lm_eval.get("versions", {}).items():
         params[schema.task_param(task, "version")] = version
+    for task, source in result.sources.items():
+        params[schema.task_param(task, "data_source")] = source
+        params[schema.task_param(task, "data_digest")] = result.digests.get(task, "")
     return params
 
 

@@ -41,6 +41,8 @@ class SuiteResult:
     skills: "pd.DataFrame | None" = None
     lm_eval: dict = field(default_factory=dict, repr=False)  # the merged lm-eval output, samples left out
     cached: list[str] = field(default_factory=list)  # suite tasks read from the cache
+    sources: dict[str, str] = field(default_factory=dict)  # leaf task → where its documents came from
+    digests: dict[str, str] = field(default_factory=dict)  # leaf task → content digest of what it read
 
     def skill(self, name: str) -> float:
         """The aggregate value of skill `name` (``overall`` for the mean over skills)."""

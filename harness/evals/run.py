@@ -4,15 +4,17 @@ The recipe, in order:
 
 1. parse the suite and check every task name against lm-eval's task index;
 2. resolve the checkpoint (folder, hub id or MLflow URI) and hash its bytes;
-3. per suite entry, derive the cache key from lm-eval's index (no task is built) and read the cached output;
-4. build the entries that missed and check them (bad data or a backend that cannot run a task fails here, before
-   any model work);
+3. per suite entry, find what its tasks read (`harness.evals.local_data`: a data_dir mirror, the entry's own files,
+   a task's hooks or the hub) and derive the cache key from lm-eval's index and those data digests (no task is
+   built), then read the cached output; an entry with ``repeats: k`` is k runs, each cached on its own;
+4. build the entries that missed, their documents served from the local files, and check them (bad data or a
+   backend that cannot run a task fails here, before any model work);
 5. run them through ``lm_eval.simple_evaluate``, the model loaded once and shared. Entries with the same settings
    share one call while their items add up to at most ``eval.group_items`` (small tasks cost mostly per-call
    overhead: partial batches); larger ones run one call each. Each call's output is split per entry and cached at
    once, so an interrupted suite resumes at the first unfinished call;
-6. turn the merged output into tables (`harness.evals.result`) and log one MLflow run (`harness.evals.record`),
-   with the data each task read as its dataset inputs (`harness.evals.datasets`).
+6. turn the merged output into tables (`harness.evals.result`; repeated tasks pooled by `harness.evals.repeats`)
+   and log one MLflow run (`harness.evals.record`), with the data each task read as its dataset inputs.
 
 lm-eval computes every metric; nothing here re-scores an item.
 """
@@ -30,9 +32,8 @@ from typing import TYPE_CHECKING, Any, Iterator
 from harness import console
 from harness.config import EvalConfig
 from harness.errors import HarnessError
-from harness.evals import backends, cache
+from harness.evals import backends, cache, local_data, repeats
 from harness.evals import suite as suites
-from harness.evals.datasets import task_data
 from harness.evals.record import record
 from harness.evals.result import SuiteResult, sample_tables, score_table, skill_table
 
@@ -84,35 +85,46 @@ class _Plan:
     key: str
     output: dict | None
     cached: bool = False
+    sources: dict[str, local_data.Source] | None = None  # what each leaf task reads
+    repeat: int = 0  # which of the entry's `repeats` runs this is
     objs: list | None = None  # lm-eval's task (or group) objects, built only when the entry must run
     names: set[str] | None = None  # every task and group the entry's output holds
     items: int = 0  # items the entry evaluates (after the limit)
 
 
-def _plan(entry: suites.Entry, tm, cfg: EvalConfig, results_dir, model_hash: str, lm_name: str,
-          lm_args: dict) -> _Plan:
+def _plans(entry: suites.Entry, tm, cfg: EvalConfig, results_dir, model_hash: str, lm_name: str, lm_args: dict,
+           data_root) -> list[_Plan]:
+    """The entry's runs (one, or `repeats`), each with its cache key and cached output."""
     import lm_eval
 
-    material = {
-        "model": model_hash,
-        "task": entry.task,
-        "tasks": cache.task_material(tm, entry.task),
-        "settings": entry.settings() | {"limit": entry.limit if entry.limit is not None else cfg.limit},
-        "backend": [lm_name, {k: v for k, v in lm_args.items() if k not in {"pretrained", "model"}}],
-        "batch_size": cfg.batch_size,
-        "bootstrap_iters": cfg.bootstrap_iters,
-        "lm_eval": lm_eval.__version__,
-    }
-    key = cache.key(material)
-    output = cache.load(results_dir, key) if cfg.cache else None
-    return _Plan(entry, material, key, output, cached=output is not None)
+    found = local_data.sources(tm, entry.task, root=data_root, entry_data=entry.data)
+    settings = {k: v for k, v in entry.settings().items() if k not in ("repeats", "pass_at")}  # not lm-eval's
+    settings["limit"] = entry.limit if entry.limit is not None else cfg.limit
+    plans = []
+    for r in range(entry.repeats):
+        material = {
+            "model": model_hash,
+            "task": entry.task,
+            "tasks": cache.task_material(tm, entry.task),
+            "data": {task: source.digest for task, source in found.items()},
+            "settings": settings | ({"repeat": r} if entry.repeats > 1 else {}),
+            "backend": [lm_name, {k: v for k, v in lm_args.items() if k not in {"pretrained", "model"}}],
+            "batch_size": cfg.batch_size,
+            "bootstrap_iters": cfg.bootstrap_iters,
+            "lm_eval": lm_eval.__version__,
+        }
+        key = cache.key(material)
+        output = cache.load(results_dir, key) if cfg.cache else None
+        plans.append(_Plan(entry, material, key, output, cached=output is not None, sources=found, repeat=r))
+    return plans
 
 
 def _build(tm, plan: _Plan, cfg: EvalConfig) -> None:
     """Build lm-eval's objects for a plan that must run, and check that the backend can run them."""
     entry = plan.entry
     try:
-        loaded = tm.load([entry.task])
+        with local_data.redirect(plan.sources or {}):
+            loaded = tm.load([entry.task])
     except HarnessError:
         raise
     except Exception as err:  # noqa: BLE001 - a broken task YAML or data file raises anything; name the task
@@ -231,10 +243,12 @@ def _run_call(lm, call: list[_Plan], cfg: EvalConfig, tm) -> list[dict]:
         limit=call[0].material["settings"]["limit"],
         apply_chat_template=entry.apply_chat_template,
         fewshot_as_multiturn=entry.fewshot_as_multiturn,
+        gen_kwargs=dict(entry.gen_kwargs) if entry.gen_kwargs else None,
         bootstrap_iters=cfg.bootstrap_iters,
         confirm_run_unsafe_code=entry.confirm_run_unsafe_code,
         task_manager=tm,
         log_samples=True,
+        **repeats.seeds(call[0].repeat),
     )
     kept = {k: out[k] for k in _KEEP if k in out}
     return [{k: {name: v for name, v in section.items() if name in plan.names} for k, section in kept.items()}
@@ -274,7 +288,9 @@ def evaluate(
     lm_name, lm_args = backends.model_arguments(cfg, target, trust_remote_code)
     with console.progress(f"eval {label or model}", unit="requests") as bar:
         tm = suites.task_manager(spec)
-        plans = [_plan(entry, tm, cfg, results_dir, model_hash, lm_name, lm_args) for entry in spec.entries]
+        root = local_data.data_dir(spec.data_dir)
+        plans = [plan for entry in spec.entries
+                 for plan in _plans(entry, tm, cfg, results_dir, model_hash, lm_name, lm_args, root)]
         for plan in plans:
             if plan.output is None:
                 _build(tm, plan, cfg)
@@ -289,19 +305,39 @@ def evaluate(
                     plan.output = cache.save(results_dir, plan.key, plan.material, part)
         if any(p.cached for p in plans):
             bar.set(cached=f"{sum(p.cached for p in plans)}/{len(plans)} tasks")
+    return _result(model, spec, plans, label, cfg, model_hash, lm_name, lm_args, parent, results_dir, experiment)
 
-    output: dict[str, Any] = {}  # lm-eval's output, merged over the suite's tasks
+
+def _result(model: str, spec: suites.Suite, plans: list[_Plan], label, cfg: EvalConfig, model_hash: str,
+            lm_name: str, lm_args: dict, parent, results_dir, experiment: str) -> SuiteResult:
+    """Merge the plans' lm-eval outputs into one `SuiteResult` (repeated tasks pooled) and record it."""
+    output: dict[str, Any] = {}  # lm-eval's output, merged over the suite's tasks (run 0 of repeated ones)
     owners: dict[str, suites.Entry] = {}  # every task or group in the output → the suite entry that ran it
+    runs: dict[str, list[dict]] = {}  # a repeated task → each run's lm-eval output for it
     for plan in plans:
+        if plan.entry.repeats > 1:
+            for task in plan.output.get("samples", {}):
+                runs.setdefault(task, []).append({**plan.output, "samples": {task: plan.output["samples"][task]}})
+        if plan.repeat:
+            continue
         owners.update({task: plan.entry for task in plan.output.get("results", {})})
         for section, values in plan.output.items():
             output.setdefault(section, {}).update(values)
     samples = sample_tables(output)
+    for task, outputs in runs.items():
+        samples[task] = repeats.combine([sample_tables(o)[task] for o in outputs])
     scores = score_table(output, owners, samples)
+    if runs:
+        scores = repeats.pool(scores, samples, {task: owners[task] for task in runs})
+        output["repeats"] = {task: [o["results"].get(task) for o in outputs] for task, outputs in runs.items()}
     skills = skill_table(scores, list(spec.entries), output, samples)
     lm_output = {k: v for k, v in output.items() if k != "samples"}
+    sources = {task: source for plan in plans for task, source in (plan.sources or {}).items()}
     result = SuiteResult(model=model, suite=spec.name, label=label, run_id=None, scores=scores, samples=samples,
-                         skills=skills, lm_eval=lm_output, cached=[p.entry.task for p in plans if p.cached])
-    data = task_data(tm, [plan.material["tasks"] for plan in plans])
+                         skills=skills, lm_eval=lm_output, cached=list(dict.fromkeys(p.entry.task for p in plans
+                                                                                      if p.cached)),
+                         sources={task: s.describe() for task, s in sources.items()},
+                         digests={task: s.digest for task, s in sources.items()})
+    data = [source.task_data() for source in sources.values()]
     result.run_id = record(result, spec, cfg, model_hash, lm_name, lm_args, parent, results_dir, experiment, data)
     return result

@@ -6,11 +6,18 @@ through `harness.resources`) or any YAML file given by path::
     description: The embedded pipeline's skills, offline.
     task_paths: [tiny]          # folders of lm-eval task YAML, relative to this file
     lm_eval_tasks: false        # also index lm-eval's built-in tasks (gsm8k, mmlu, ...; a few seconds)
+    data_dir: /mirror           # lm-eval's own tasks read <data_dir>/<dataset_path>[/<dataset_name>]/<split>.jsonl
+                                # (else $HARNESS_DATA_DIR, else the hub; see harness.evals.local_data)
     defaults: {num_fewshot: 0, apply_chat_template: true}
     skills:
       arithmetic:
         - tiny_arithmetic_gen                 # a task (or group) name, with the defaults
         - {task: tiny_arithmetic_gen, limit: 50, metric: "verifier,strict-match"}
+      math:
+        - {task: gsm8k, data: {test: gsm8k/test.jsonl, train: gsm8k/train.jsonl}}   # one task's own files
+      code:
+        - {task: humaneval, repeats: 5, pass_at: [1, 5], gen_kwargs: {do_sample: true, temperature: 0.8},
+           confirm_run_unsafe_code: true}
 
 Unknown keys, unknown task names and missing files are `HarnessError`s naming what was wrong and what is valid.
 """
@@ -41,14 +48,23 @@ class Entry:
     fewshot_as_multiturn: bool = field(default=True, metadata={"help": "Few-shot examples as chat turns."})
     metric: str | None = field(default=None, metadata={"help": "Headline metric, lm-eval key (None: the first)."})
     confirm_run_unsafe_code: bool = field(default=False, metadata={"help": "Allow code-execution tasks."})
+    data: dict[str, str] | None = field(default=None, metadata={
+        "help": "Split → local data file (jsonl, json, parquet, csv, optionally .gz; relative to the suite file) "
+                "for this one task, instead of the hub."})
+    repeats: int = field(default=1, metadata={"help": "Samples per item: k lm-eval runs with seeds 0..k-1 (set "
+                                                     "gen_kwargs to sample, e.g. {do_sample: true, temperature: 0.8})."})
+    gen_kwargs: dict[str, Any] | None = field(default=None, metadata={
+        "help": "Generation settings passed to lm-eval for generate_until tasks (temperature, do_sample, top_p...)."})
+    pass_at: tuple[int, ...] = field(default=(), metadata={"help": "Report pass@k for each k (at most repeats)."})
 
     def settings(self) -> dict[str, Any]:
-        """The settings that change a score (for cache keys and MLflow params)."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in {"skill", "task", "metric"}}
+        """The settings that change a score (for cache keys and MLflow params). Local data files are identified by
+        their content digest (`harness.evals.local_data`), not their path, so a moved copy is the same task."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in {"skill", "task", "metric", "data"}}
 
 
 ENTRY_KEYS = [f.name for f in dataclasses.fields(Entry) if f.name != "skill"]
-SUITE_KEYS = ["name", "description", "task_paths", "lm_eval_tasks", "defaults", "skills"]
+SUITE_KEYS = ["name", "description", "task_paths", "lm_eval_tasks", "data_dir", "defaults", "skills"]
 
 
 @dataclass(frozen=True)
@@ -61,6 +77,7 @@ class Suite:
     task_paths: tuple[Path, ...]
     lm_eval_tasks: bool
     entries: tuple[Entry, ...]
+    data_dir: Path | None = None  # a hub-like mirror of datasets (`harness.evals.local_data`); else $HARNESS_DATA_DIR
 
     @property
     def skills(self) -> list[str]:
@@ -104,19 +121,41 @@ def _check_keys(data: Any, valid: list[str], where: str) -> dict:
     return data
 
 
-def _entry(skill: str, raw: Any, defaults: dict, where: str) -> Entry:
+def _entry(skill: str, raw: Any, defaults: dict, where: str, folder: Path) -> Entry:
     if isinstance(raw, str):
         raw = {"task": raw}
     data = {**defaults, **_check_keys(raw, ENTRY_KEYS, where)}
     if not isinstance(data.get("task"), str) or not data["task"]:
         raise HarnessError(f"{where}: each entry needs a task name")
+    where = f"{where} task {data['task']!r}"
     for key, kinds in {"num_fewshot": int, "limit": int, "metric": str}.items():
         value = data.get(key)
         if value is not None and (not isinstance(value, kinds) or isinstance(value, bool)):
             raise HarnessError(f"{where}: {key} must be {kinds.__name__} or null, got {value!r}")
+    if data.get("limit") is not None and data["limit"] < 1:
+        raise HarnessError(f"{where}: limit must be at least 1 (or null for all items), got {data['limit']}")
     for key in ("apply_chat_template", "fewshot_as_multiturn", "confirm_run_unsafe_code"):
         if key in data and not isinstance(data[key], bool):
             raise HarnessError(f"{where}: {key} must be true or false, got {data[key]!r}")
+    repeats = data.get("repeats", 1)
+    if not isinstance(repeats, int) or isinstance(repeats, bool) or repeats < 1:
+        raise HarnessError(f"{where}: repeats must be a whole number >= 1, got {repeats!r}")
+    pass_at = data.get("pass_at") or []
+    if not isinstance(pass_at, list) or any(not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= repeats
+                                            for k in pass_at):
+        raise HarnessError(f"{where}: pass_at must be a list of whole numbers from 1 to repeats ({repeats}), "
+                           f"got {pass_at!r}")
+    data["pass_at"] = tuple(sorted(set(pass_at)))
+    if data.get("gen_kwargs") is not None and not isinstance(data["gen_kwargs"], dict):
+        raise HarnessError(f"{where}: gen_kwargs must be a mapping (e.g. {{do_sample: true, temperature: 0.8}}), "
+                           f"got {data['gen_kwargs']!r}")
+    if data.get("data") is not None:
+        files = data["data"]
+        if not isinstance(files, dict) or not files or not all(isinstance(k, str) and isinstance(v, str)
+                                                              for k, v in files.items()):
+            raise HarnessError(f"{where}: data must map each split to a file, e.g. {{test: data/test.jsonl}}, "
+                               f"got {files!r}")
+        data["data"] = {split: str((folder / Path(file).expanduser()).resolve()) for split, file in files.items()}
     return Entry(skill=skill, **data)
 
 
@@ -148,7 +187,7 @@ def load(suite: str) -> Suite:
     for skill, items in skills.items():
         if not isinstance(items, list) or not items:
             raise HarnessError(f"{where}: skill {skill!r} needs a list of tasks")
-        entries += [_entry(str(skill), raw, defaults, f"{where} skill {skill!r}") for raw in items]
+        entries += [_entry(str(skill), raw, defaults, f"{where} skill {skill!r}", path.parent) for raw in items]
     if not entries:
         raise HarnessError(f"{where}: no tasks (expected skills: {{skill: [task, ...]}})")
     seen = [e.task for e in entries]
@@ -160,6 +199,13 @@ def load(suite: str) -> Suite:
         if not folder.is_dir():
             raise HarnessError(f"{where}: task_paths folder {str(folder)!r} not found")
         task_paths.append(folder)
+    data_dir = None
+    if data.get("data_dir") is not None:
+        if not isinstance(data["data_dir"], str):
+            raise HarnessError(f"{where}: data_dir must be a folder path, got {data['data_dir']!r}")
+        data_dir = (path.parent / Path(data["data_dir"]).expanduser()).resolve()
+        if not data_dir.is_dir():
+            raise HarnessError(f"{where}: data_dir folder {str(data_dir)!r} not found")
     return Suite(
         name=str(data.get("name") or path.stem),
         path=path,
@@ -167,6 +213,7 @@ def load(suite: str) -> Suite:
         task_paths=tuple(task_paths),
         lm_eval_tasks=bool(data.get("lm_eval_tasks", not task_paths)),
         entries=tuple(entries),
+        data_dir=data_dir,
     )
 
 

@@ -8,8 +8,9 @@ baseline taken from an earlier nightly, so MLflow stays the single record and bo
 `incomparable` lists why two records cannot be compared (task versions, chat template, few-shot, limit, backend,
 lm-eval version, the items scored); `paired_metrics` turns two comparable records into the `PairedScores` of
 `harness.nightly.stats`. `suite_version` is a short hash of what defines a suite's scores: its entries with their
-settings and, for every task, lm-eval's indexed config (``metadata.version``, prompts, filters, metrics) and the
-bytes of the files beside it (data, hooks), with the folder the suite lives in left out.
+settings and, for every task, lm-eval's indexed config (``metadata.version``, prompts, filters, metrics), the
+bytes of the files beside it (hooks) and the content digest of the data it reads (`harness.evals.local_data`,
+wherever the files live), with the folder the suite lives in left out.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ if TYPE_CHECKING:
 # Params of an eval run that change per-item scores, and how a reason names them (task params: task.<name>.<key>).
 _RUN_SETTINGS = {"backend": "backend", "backend_args": "backend arguments", "lm_eval_version": "lm-eval version"}
 _TASK_SETTINGS = {"version": "task version", "num_fewshot": "few-shot", "apply_chat_template": "chat template",
-                  "fewshot_as_multiturn": "few-shot as multi-turn", "limit": "item limit"}
+                  "fewshot_as_multiturn": "few-shot as multi-turn", "limit": "item limit",
+                  "data_digest": "data (content digest)", "repeats": "repeats", "gen_kwargs": "generation settings"}
 _NOT_METRICS = {"doc_id", "item_id", "prompt", "target", "response"}
 
 
@@ -98,13 +100,17 @@ def load_record(run_id: str, results_dir: str | os.PathLike) -> EvalRecord:
 
 def suite_version(spec: "Suite") -> str:
     """A 12-hex-digit hash of what defines the suite's scores (see the module docstring)."""
-    from harness.evals import cache
+    from harness.evals import cache, local_data
     from harness.evals import suite as suites
 
     tm = suites.task_manager(spec)
+    root = local_data.data_dir(spec.data_dir)
+    data = {e.task: {task: source.digest for task, source in
+                     local_data.sources(tm, e.task, root=root, entry_data=e.data).items()} for e in spec.entries}
     material = {
-        "entries": [dataclasses.asdict(e) for e in spec.entries],
+        "entries": [e.settings() | {"skill": e.skill, "task": e.task, "metric": e.metric} for e in spec.entries],
         "tasks": {e.task: cache.task_material(tm, e.task) for e in spec.entries},
+        "data": data,  # the content digest of every file a task reads, wherever it lives
     }
     text = json.dumps(material, sort_keys=True)
     for folder in spec.task_paths:  # the same suite copied elsewhere is the same suite
