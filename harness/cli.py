@@ -13,9 +13,35 @@ terminal naming that log, which holds the traceback (exit code 1).
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 from harness.errors import HarnessError
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what `timeout`, CI cancellation and systemd send) or SIGHUP, raised like Ctrl-C so that every open
+    MLflow run ends KILLED (`harness.tracking.store.run`) and the command stops with ``128 + signal``."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_terminated(signum: int, frame) -> None:
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # a second signal must not cut short the runs' KILLED endings
+        signal.signal(sig, signal.SIG_IGN)
+    raise Terminated(signum)
+
+
+def _on_signals() -> dict:
+    """SIGTERM and SIGHUP stop a command as Ctrl-C does (main thread only: signals are delivered there); the
+    handlers they replace, to restore."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.signal(sig, _raise_terminated) for sig in (signal.SIGTERM, signal.SIGHUP)}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,6 +82,15 @@ def main(argv: list[str] | None = None, *, capture_fds: bool | None = None) -> i
     """
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous = _on_signals()
+    try:
+        return _run(args, argv, capture_fds)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _run(args: argparse.Namespace, argv: list[str] | None, capture_fds: bool | None) -> int:
     if args.command not in _LIBRARY_COMMANDS:
         try:
             return int(args.func(args) or 0)
@@ -86,6 +121,9 @@ def _stopped(err: BaseException) -> int:
     if isinstance(err, HarnessError):
         console.error(str(err))
         return err.exit_code
+    if isinstance(err, Terminated):
+        console.info(f"harness: terminated by {err}; open MLflow runs end KILLED")
+        return 128 + err.signum
     if isinstance(err, KeyboardInterrupt):
         console.info("harness: interrupted")
         return 130
