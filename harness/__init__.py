@@ -20,6 +20,7 @@ _API = {
     "reward": "harness.data.verifiers",
     # evaluation, arenas, ratings, nightly statistics
     "evaluate": "harness.evals",
+    "import_lm_eval": "harness.evals",
     "compare": "harness.evals",
     "run_arena": "harness.arena",
     "fit_bt": "harness.ratings",

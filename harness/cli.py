@@ -4,10 +4,10 @@ Each command group keeps its parser and handler in its own package's `cli.py` (w
 module level, so `harness --help` stays fast); this file wires them together and turns a `HarnessError` into
 one line on stderr and exit code 2.
 
-The commands that run libraries (``run``, ``eval``, ``arena``, ``nightly``) run inside a `harness.capture` session:
-the libraries' own output goes to ``<results>/logs/harness-<command>-<timestamp>.log``, and to the terminal too
-with ``harness --verbose COMMAND`` (also accepted after the command). An unexpected crash is one line on the
-terminal naming that log, which holds the traceback (exit code 1).
+The commands that run libraries (``run``, ``eval``, ``import``, ``arena``, ``nightly``) run inside a
+`harness.capture` session: the libraries' own output goes to ``<results>/logs/harness-<command>-<timestamp>.log``,
+and to the terminal too with ``harness --verbose COMMAND`` (also accepted after the command). An unexpected crash
+is one line on the terminal naming that log, which holds the traceback (exit code 1).
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
 _VERBOSE = "also show the libraries' own output (lm-eval, transformers, TRL, MLflow...) on the terminal; it always " \
     "goes to <results>/logs/"
 # Commands that run libraries: their output is kept off the terminal (see `harness.capture.session`).
-_LIBRARY_COMMANDS = {"run", "eval", "arena", "nightly"}
+_LIBRARY_COMMANDS = {"run", "eval", "import", "arena", "nightly"}
 
 
 def main(argv: list[str] | None = None, *, capture_fds: bool | None = None) -> int:

@@ -1,7 +1,8 @@
-"""``harness eval`` and ``harness compare``.
+"""``harness eval``, ``harness import`` and ``harness compare``.
 
     harness eval --model results/sft --suite tiny [--json scores.json] [--label sft] [--limit 50]
     harness eval --model models:/harness-embedded/3 --suite tulu3_dev --set eval.backend=vllm
+    harness import lm-eval out/ --suite tiny   # what `lm_eval --output_path out/ --log_samples` wrote
     harness compare base sft dpo rlvr          # runs by id, model, stage or run name; deltas to the first
 
 Only argparse is imported here; lm-eval, torch and MLflow load when a command runs.
@@ -13,7 +14,7 @@ import argparse
 
 
 def add_parsers(sub) -> None:
-    """Register ``eval`` and ``compare`` on `sub` (argparse subparsers)."""
+    """Register ``eval``, ``import`` and ``compare`` on `sub` (argparse subparsers)."""
     p = sub.add_parser(
         "eval",
         help="score a checkpoint on an eval suite through lm-eval and record it in MLflow",
@@ -31,6 +32,25 @@ def add_parsers(sub) -> None:
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a config value, e.g. --set eval.backend=vllm (repeatable)")
     p.set_defaults(func=_eval)
+
+    i = sub.add_parser(
+        "import",
+        help="record what lm_eval --output_path DIR --log_samples wrote as an eval run in MLflow",
+        description="Read lm-eval's results_<timestamp>.json and samples_<task>_<timestamp>.jsonl (in DIR or its "
+        "model subfolder; the newest run) and log them as one eval run, with the metrics, params, artifacts and "
+        "links of a harness eval of the same model and settings, so that harness compare, harness nightly "
+        "(--baseline run:<id>) and the dashboard read it as one. Nothing is re-scored.",
+    )
+    i.add_argument("source", choices=["lm-eval"], help="what wrote the output (lm-eval)")
+    i.add_argument("dir", metavar="DIR", help="lm-eval's --output_path folder, its model subfolder or a results "
+                   "JSON file")
+    i.add_argument("--suite", help="the suite the tasks belong to (its skills, data and headline metrics; the "
+                   "imported tasks must be exactly its tasks). Without it every top-level task or group is a skill "
+                   "of its own, named after it, in a suite called 'lm-eval' (which a nightly of a real suite will "
+                   "not compare with)")
+    i.add_argument("--label", help="stage label, tagged harness.stage (base, sft, dpo, rlvr)")
+    _common(i)
+    i.set_defaults(func=_import)
 
     c = sub.add_parser(
         "compare",
@@ -79,6 +99,20 @@ def _eval(args: argparse.Namespace) -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result.to_dict(), f, indent=2, default=str)
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from harness import capture, console
+    from harness.config import RunConfig
+    from harness.evals.importer import import_lm_eval
+
+    defaults = RunConfig()
+    results = args.results or defaults.results
+    capture.log_to(results)
+    result = import_lm_eval(args.dir, suite=args.suite, label=args.label, results_dir=results,
+                            experiment=args.experiment or defaults.experiment)
+    console.result(f"{result.summary()}\nMLflow run: {result.run_id}")
     return 0
 
 

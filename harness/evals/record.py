@@ -22,7 +22,7 @@ import shutil
 import tempfile
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from harness.config import EvalConfig
 from harness.evals import backends
@@ -103,18 +103,24 @@ def _provenance() -> tuple[tuple[str, str], ...]:
 
 def record(result: SuiteResult, spec: Suite, cfg: EvalConfig, model_hash: str, lm_name: str, lm_args: dict,
            parent: Run | None, results_dir: str | os.PathLike, experiment: str,
-           datasets: Sequence[schema.TaskData] = ()) -> str:
+           datasets: Sequence[schema.TaskData] = (), *, params: Mapping[str, Any] | None = None,
+           tags: Mapping[str, str] | None = None) -> str:
     """Log `result` as one MLflow run (nested under `parent` if given), linked to the checkpoint's LoggedModel and
-    to `datasets` (the data of each task), and return its id."""
+    to `datasets` (the data of each task), and return its id.
+
+    `params` are logged over the ones derived here and `tags` beside them: what an imported lm-eval run says of
+    itself (its lm-eval version, batch size, results file) rather than this process's settings.
+    """
     from harness.tracking import store
 
     tags = {**dict(_provenance()), **schema.tags(model=result.model, model_hash=model_hash, suite=spec.name,
-                                                   cached_tasks=result.cached, stage=result.label or None)}
+                                                   cached_tasks=result.cached, stage=result.label or None),
+            **(tags or {})}
     label = result.label or Path(result.model.rstrip("/")).name
     name = schema.eval_run_name(label, spec.name)
     with store.run(name, schema.Kind.EVAL, experiment=experiment, results_dir=results_dir, parent=parent,
                    tags=tags) as run:
-        run.log_params(_params(result, spec, cfg, model_hash, lm_name, lm_args))
+        run.log_params({**_params(result, spec, cfg, model_hash, lm_name, lm_args), **(params or {})})
         model_id = store.eval_model(run, model=result.model, model_hash=model_hash, name=label,
                                     stage=result.label or None)
         run.log_datasets(datasets, schema.EVAL_CONTEXT)

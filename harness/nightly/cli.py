@@ -2,6 +2,7 @@
 
     harness nightly --candidate models:/harness-embedded/4 --baseline champion --suite tiny --promote
     harness nightly --candidate /ckpt/step-9000 --baseline last-pass --config nightly.yaml --html report.html
+    harness nightly --candidate /ckpt/step-9000 --baseline run:<eval run id>   # e.g. imported lm-eval output
 
 It exits 0 on a pass, 1 on a regression, 2 when it cannot compare or on bad input. Only argparse is imported
 here; lm-eval, torch, pandas and MLflow load when the command runs. ``harness dashboard`` is `harness.report.cli`.
@@ -25,11 +26,12 @@ def add_parsers(sub) -> None:
         "1 regression, 2 cannot compare or bad input.",
     )
     p.add_argument("--candidate", required=True, metavar="MODEL",
-                   help="checkpoint to judge: folder, hub id (org/name), models:/NAME/VERSION or an alias")
+                   help="checkpoint to judge: folder, hub id (org/name), models:/NAME/VERSION, an alias, or "
+                   "run:<eval run id> (an eval run already in the store, e.g. from harness import lm-eval)")
     p.add_argument("--baseline", metavar="MODEL|ALIAS",
-                   help="an alias of the registered model (champion), a model (folder, hub id, models:/ URI) or "
-                   "'last-pass' (the latest passing nightly of the same suite version); default: baseline in the "
-                   "config (champion)")
+                   help="an alias of the registered model (champion), a model (folder, hub id, models:/ URI), "
+                   "run:<eval run id> or 'last-pass' (the latest passing nightly of the same suite version); "
+                   "default: baseline in the config (champion)")
     p.add_argument("--suite", help="suite name (packaged, or $HARNESS_SUITES/<name>.yaml) or suite YAML file "
                    "(default: suite in the config)")
     p.add_argument("--config", metavar="FILE", help="nightly YAML file (nightly keys, eval: and arena: sections)")

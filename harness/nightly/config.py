@@ -31,6 +31,7 @@ from harness.config import ArenaConfig, EvalConfig
 from harness.config_base import Section, nested, option, resolve
 
 LAST_PASS = "last-pass"
+EVAL_RUN = "run:"  # a side given as an existing eval run: run:<MLflow run id>
 # Fixed choices, defined once (harness.nightly.stats reads Correction's values).
 Correction = Literal["holm", "bh"]
 MetricSet = Literal["headline", "all"]
@@ -41,8 +42,9 @@ class NightlyConfig(Section):
     suite: str = option("tiny", "Eval suite (a suite name or a YAML file); pin it: a new suite version starts a "
                             "new history.")
     baseline: str = option("champion", "Baseline when --baseline is not given: an alias of registered_model, a model "
-                                   f"(folder, hub id, models:/ URI) or '{LAST_PASS}' (the latest passing nightly of "
-                                   "the same suite version).")
+                                   f"(folder, hub id, models:/ URI), '{EVAL_RUN}<eval run id>' (an eval run already "
+                                   f"in the store, e.g. an imported lm-eval run) or '{LAST_PASS}' (the latest passing "
+                                   "nightly of the same suite version).")
     registered_model: str = option("harness-embedded", "Registered model whose aliases name baselines and which "
                                                    "--promote updates.")
     alias: str = option("champion", "Alias that --promote moves to the candidate when the nightly passes.")

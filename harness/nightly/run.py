@@ -5,8 +5,9 @@ The recipe, in order:
 1. load the suite and hash its version; resolve both sides (`harness.nightly.sides`) and, with ``--promote``, the
    version to promote, so that bad input fails before any model work;
 2. open one MLflow run (tags ``harness.kind=nightly``, ``harness.suite``, ``harness.suite_version``,
-   ``harness.candidate``, ``harness.baseline``); evaluate the candidate, and the baseline unless it is the last
-   passing nightly, as nested eval runs (cached by checkpoint hash, so an unchanged baseline costs no model work);
+   ``harness.candidate``, ``harness.baseline``); evaluate the candidate and the baseline as nested eval runs
+   (cached by checkpoint hash, so an unchanged baseline costs no model work), unless a side is already an eval run
+   (the last passing nightly's, or one given as ``run:<id>``, e.g. imported from lm-eval);
 3. read both eval runs back (`harness.nightly.records`); if they differ in what changes a score, the verdict is
    ``cannot-compare`` with the reasons; else compare every metric per item (`harness.nightly.stats`) with
    Holm or Benjamini-Hochberg control across all of them: ``fail`` when any metric dropped significantly by at
@@ -84,7 +85,8 @@ def run_nightly(candidate: str, baseline: str | None, cfg: NightlyConfig, *, pro
                                baseline=base, correction=cfg.correction, alpha=cfg.alpha, run_id=run.run_id)
         print(f"nightly {spec.name} (version {version}): candidate {cand.label}, baseline {base.label}",
               file=out, flush=True)
-        cand.eval_run = _evaluate(cand, cfg, run, results)
+        if cand.eval_run is None:  # else an eval run given as run:<id>
+            cand.eval_run = _evaluate(cand, cfg, run, results)
         if base.eval_run is None:
             base.eval_run = _evaluate(base, cfg, run, results)
         c_rec = records.load_record(cand.eval_run, results)

@@ -6,7 +6,9 @@ A side is one of:
   ``runs:/<id>/checkpoint``): it is evaluated (the eval cache makes an unchanged checkpoint cheap);
 - a bare word, an alias of the registered model (``champion`` → ``models:/harness-embedded@champion``);
 - ``last-pass`` (baseline only): the candidate of the latest passing nightly of the same suite, whose per-item
-  scores are read back from that nightly's eval run instead of evaluating again.
+  scores are read back from that nightly's eval run instead of evaluating again;
+- ``run:<eval run id>``: an eval run already in the store (a harness eval, or lm-eval output recorded with
+  ``harness import lm-eval``), read back instead of evaluating.
 
 Anything else is a `HarnessError` naming the spec and what it could have been.
 """
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.nightly.config import LAST_PASS
+from harness.nightly.config import EVAL_RUN, LAST_PASS
 from harness.tracking import schema
 
 _URI_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/")
@@ -75,6 +77,23 @@ def _last_pass(suite: str, version: str | None, experiment: str, results_dir) ->
                 eval_run=tags.candidate_eval_run, nightly_run=row["run_id"], suite_version=tags.suite_version)
 
 
+def _eval_run(spec: str, role: str, results_dir) -> Side:
+    """An eval run of the store as a side: its model as its tags name it, its per-item scores read back."""
+    from harness.tracking import store
+
+    run_id = spec[len(EVAL_RUN):].strip()
+    if not run_id:
+        raise HarnessError(f"--{role} {spec!r}: name the eval run, {EVAL_RUN}<MLflow run id>")
+    run = store.read_run(run_id, results_dir)
+    tags = run["schema"]
+    if tags.kind != schema.Kind.EVAL:
+        raise HarnessError(f"--{role} {spec!r}: run {run_id} is not an eval run (kind {tags.kind!r})")
+    if run["status"] != "FINISHED":
+        raise HarnessError(f"--{role} {spec!r}: eval run {run_id} is {run['status']}, not FINISHED")
+    model = tags.model or run_id
+    return Side(spec, model, f"{Path(model.rstrip('/')).name or model} (run {run_id[:8]})", eval_run=run_id)
+
+
 def resolve(spec: str, *, role: str, registered_model: str, suite: str, experiment: str,
             results_dir: str | os.PathLike, suite_version: str | None = None) -> Side:
     """Resolve a candidate or baseline spec (see the module docstring) without loading a model.
@@ -101,6 +120,8 @@ def resolve(spec: str, *, role: str, registered_model: str, suite: str, experime
         if role != "baseline":
             raise HarnessError(f"--{role} {LAST_PASS}: only the baseline can be the last passing nightly")
         return _last_pass(suite, suite_version, experiment, results_dir)
+    if spec.startswith(EVAL_RUN):
+        return _eval_run(spec, role, results_dir)
     if spec.startswith("models:/"):
         name, version = _registered_version(spec, results_dir)
         return Side(spec, spec, spec[len("models:/"):], registered=(name, version))
@@ -118,8 +139,8 @@ def resolve(spec: str, *, role: str, registered_model: str, suite: str, experime
         return Side(spec, uri, f"{spec} (v{aliases[spec]})", registered=(registered_model, aliases[spec]))
     known = ", ".join(sorted(aliases)) or "none"
     raise HarnessError(f"{role} {spec!r} not found: not an alias of registered model {registered_model!r} "
-                       f"(aliases: {known}), nor a model folder, a hub id (org/name), a models:/ URI or "
-                       f"'{LAST_PASS}'")
+                       f"(aliases: {known}), nor a model folder, a hub id (org/name), a models:/ URI, "
+                       f"{EVAL_RUN}<eval run id> or '{LAST_PASS}'")
 
 
 def promotion_version(side: Side, registered_model: str, results_dir: str | os.PathLike) -> str:

@@ -109,6 +109,7 @@ class RunTags:
     stage: str | None = None  # base, sft, dpo, rlvr (train runs and the pipeline's eval runs)
     model: str | None = None  # the model as given: folder, hub id or models:/ URI
     model_hash: str | None = None  # content hash of the checkpoint
+    imported: str | None = None  # an eval run read from lm-eval's own output: its results file
     suite: str | None = None
     suite_version: str | None = None
     cached_tasks: tuple[str, ...] = ()
