@@ -280,6 +280,7 @@ def test_group_material_covers_its_members():
 
 def test_skill_aggregates_golden_case():
     """Two tasks in one skill: mean 0.6, stderr √(0.1² + 0.2²)/2; overall over two skills the same way."""
+    from harness.evals import items
     from harness.evals.result import sample_tables, score_table, skill_table
     from harness.evals.suite import Entry
 
@@ -297,8 +298,9 @@ def test_skill_aggregates_golden_case():
     entries = [Entry("s1", "a"), Entry("s1", "b", metric="acc,none"), Entry("s2", "c")]
     owners = {"a": entries[0], "b": entries[1], "c": entries[2]}
     samples = sample_tables(output)
-    assert samples["a"].to_dict("records") == [{"doc_id": 0, "item_id": "x-1", "prompt": "Q?", "target": "0",
-                                                "response": "yes", "acc,none": 1.0}]
+    assert samples["a"].to_dict("records") == [{"doc_id": 0, "item_id": "x-1", "id_field": "id",
+                                                "doc_hash": items.doc_hash({"id": "x-1"}), "prompt": "Q?",
+                                                "target": "0", "response": "yes", "acc,none": 1.0}]
     scores = score_table(output, owners, samples)
     assert ("c", "acc,none") not in set(zip(scores.task, scores.metric))  # N/A is not a score
     ppl = scores[scores.metric == "ppl,none"].iloc[0]

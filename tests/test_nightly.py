@@ -12,6 +12,7 @@ import pytest
 
 from harness.cli import main
 from harness.errors import HarnessError
+from harness.evals import items
 from harness.evals import suite as suites
 from harness.nightly import records, sides
 from harness.nightly.config import NightlyConfig, load_nightly_config
@@ -69,7 +70,8 @@ def test_min_effect_lookup_order():
 
 def _samples(ids, **metrics) -> pd.DataFrame:
     n = len(ids)
-    return pd.DataFrame({"doc_id": range(n), "item_id": [str(i) for i in ids], "prompt": ["q"] * n,
+    return pd.DataFrame({"doc_id": range(n), "item_id": [str(i) for i in ids], "id_field": "id",
+                         "doc_hash": [items.doc_hash({"id": str(i)}) for i in ids], "prompt": ["q"] * n,
                          "target": ["a"] * n, "response": ["r"] * n, **{k: np.asarray(v, float)
                                                                         for k, v in metrics.items()}})
 

@@ -2,8 +2,10 @@
 
 - ``scores``: one row per (task, metric) that lm-eval reported, with its stderr, a 95% CI (value ± 1.96·stderr,
   clipped to [0, 1] for proportions) and the item count.
-- ``samples``: per task, one row per item: ``doc_id``, ``item_id`` (the JSONL ``id`` when the item has one),
-  ``prompt``, ``target``, ``response`` and one column per lm-eval metric key with the item's score.
+- ``samples``: per task, one row per item: ``doc_id``, ``item_id`` and ``id_field`` (the document's own id field
+  where it has one, else the doc index), ``doc_hash`` (the document's content, `harness.evals.items`), ``prompt``,
+  ``target``, ``response`` and one column per lm-eval metric key with the item's score (a list-valued score, such
+  as IFEval's instruction-level ones, as its fraction, with the list's length in ``n/<metric>/<filter>``).
 - ``skills``: per skill, the mean of its tasks' headline metrics (the suite entry's ``metric``, else the task's
   first), with stderr √(Σ se²)/k assuming independent tasks; the last row, ``overall``, averages the skills.
 """
@@ -14,6 +16,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from harness.evals import items
 from harness.tracking.schema import lm_eval_stderr as stderr_key
 
 if TYPE_CHECKING:
@@ -110,25 +113,33 @@ def _leaves(output: dict, task: str) -> list[str]:
 
 
 def sample_tables(output: dict) -> dict[str, "pd.DataFrame"]:
-    """Per task, one row per item with its prompt, target, response and per-metric scores."""
+    """Per task, one row per item: its identity and content hash (`harness.evals.items`), prompt, target,
+    response and per-metric scores (a list-valued score as its fraction, with its length in a count column)."""
     import pandas as pd
 
     tables = {}
     for task, samples in output.get("samples", {}).items():
+        docs = {s["doc_id"]: s.get("doc") for s in samples}
+        id_field = items.identity_field(docs.values())
         rows: dict[int, dict] = {}
         for s in samples:
-            doc = s.get("doc") or {}
             row = rows.get(s["doc_id"])
             if row is None:
+                doc = docs[s["doc_id"]]
                 row = rows[s["doc_id"]] = {
-                    "doc_id": s["doc_id"],
-                    "item_id": str(doc.get("id", s["doc_id"])) if isinstance(doc, dict) else str(s["doc_id"]),
+                    items.INDEX: s["doc_id"],
+                    items.ITEM_ID: str(s["doc_id"] if id_field == items.INDEX else doc[id_field]),
+                    items.ID_FIELD: id_field,
+                    items.DOC_HASH: items.doc_hash(doc) if doc is not None else str(s.get("doc_hash", "")),
                     "prompt": _prompt(s),
                     "target": str(s.get("target")),
                     "response": _response(s),
                 }
             for metric in s.get("metrics", []):
-                row[f"{metric},{s['filter']}"] = _number(s.get(metric))
+                key, value = f"{metric},{s['filter']}", s.get(metric)
+                row[key] = _number(value)
+                if isinstance(value, list) and math.isfinite(row[key]):
+                    row[items.count_column(key)] = len(value)
         tables[task] = pd.DataFrame(list(rows.values()))
     return tables
 

@@ -8,8 +8,9 @@ Public surface (heavy imports — lm-eval, torch, pandas, MLflow — happen on f
 - statistics: `compare_suite`, `overall_verdict`, `PairedScores`, `Comparison`, `align_items`, `adjust_p_values`
 
 Modules, in data-flow order: `config`, `sides` (what --candidate and --baseline name), `records` (eval runs read
-back from MLflow, like-with-like checks, pairing), `stats`, `result` (what a nightly found), `history` (trends),
-`run` (the nightly and its MLflow record), `cli` (``harness nightly``).
+back from MLflow, like-with-like checks, the compared metrics), `pairing` (items paired by document identity and
+content, pooled as lm-eval aggregates them, groups pooled over their subtasks), `stats`, `result` (what a nightly
+found), `history` (trends), `run` (the nightly and its MLflow record), `cli` (``harness nightly``).
 """
 
 from __future__ import annotations

@@ -6,31 +6,37 @@ An `EvalRecord` is one eval run as `harness.evals` logged it: its params (the se
 baseline taken from an earlier nightly, so MLflow stays the single record and both sides go through the same code.
 
 `incomparable` lists why two records cannot be compared (task versions, chat template, few-shot, limit, backend,
-lm-eval version, the items scored); `paired_metrics` turns two comparable records into the `PairedScores` of
-`harness.nightly.stats`. `suite_version` is a short hash of what defines a suite's scores: its entries with their
-settings and, for every task, lm-eval's indexed config (``metadata.version``, prompts, filters, metrics), the
-bytes of the files beside it (hooks) and the content digest of the data it reads (`harness.evals.local_data`,
-wherever the files live), with the folder the suite lives in left out.
+lm-eval version, the items scored and their content); `paired_metrics` turns two comparable records into the
+`PairedScores` of `harness.nightly.stats`: every scored task's metric, items paired by document identity, and every
+group of the suite (an entry that is an lm-eval group, or a group inside one) on its own aggregate, its subtasks'
+items pooled, all in one family for the multiple-comparison control (`harness.nightly.pairing` says how items pair
+and pool, exactly as lm-eval aggregates them).
+
+`suite_version` is a short hash of what defines a suite's scores: its entries with their settings and, for every
+task, lm-eval's indexed config (``metadata.version``, prompts, filters, metrics), the bytes of the files beside it
+(hooks) and the content digest of the data it reads (`harness.evals.local_data`, wherever the files live), with the
+folder the suite lives in left out.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
-import math
 import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from harness import console
 from harness.errors import HarnessError
-from harness.nightly.stats import PairedScores, align_items
+from harness.evals import items
+from harness.nightly import pairing
+from harness.nightly.stats import PairedScores
 from harness.tracking import schema
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from harness.evals.suite import Suite
+    from harness.evals.suite import Entry, Suite
     from harness.nightly.config import NightlyConfig
 
 # Params of an eval run that change per-item scores, and how a reason names them (task params: task.<name>.<key>).
@@ -38,7 +44,7 @@ _RUN_SETTINGS = {"backend": "backend", "backend_args": "backend arguments", "lm_
 _TASK_SETTINGS = {"version": "task version", "num_fewshot": "few-shot", "apply_chat_template": "chat template",
                   "fewshot_as_multiturn": "few-shot as multi-turn", "limit": "item limit",
                   "data_digest": "data (content digest)", "repeats": "repeats", "gen_kwargs": "generation settings"}
-_NOT_METRICS = {"doc_id", "item_id", "prompt", "target", "response"}
+_NOT_METRICS = {*items.COLUMNS, "prompt", "target", "response"}
 
 
 @dataclass
@@ -56,7 +62,7 @@ class EvalRecord:
 
     def metric_columns(self, task: str) -> list[str]:
         """The per-item metric keys of a task's samples, in lm-eval's order."""
-        return [c for c in self.samples[task].columns if c not in _NOT_METRICS]
+        return [c for c in self.samples[task].columns if c not in _NOT_METRICS and not items.is_count_column(c)]
 
 
 def load_record(run_id: str, results_dir: str | os.PathLike) -> EvalRecord:
@@ -90,7 +96,9 @@ def load_record(run_id: str, results_dir: str | os.PathLike) -> EvalRecord:
     samples = {}
     for task in lm_eval.get("n-samples") or {}:
         table = store.read(run_id, schema.samples(task), results_dir)
-        table["item_id"] = table["item_id"].astype(str)
+        for column in (items.ITEM_ID, items.DOC_HASH):
+            if column in table:
+                table[column] = table[column].astype(str)
         samples[task] = table
     return EvalRecord(run_id=run_id, model=tags.model or params.get("model", ""),
                       model_hash=tags.model_hash or params.get("model_hash", ""),
@@ -134,7 +142,7 @@ def incomparable(candidate: EvalRecord, baseline: EvalRecord) -> list[str]:
 
     Returns:
         One sentence per difference: suite, tasks, task versions, chat template, few-shot, item limit, backend,
-        lm-eval version, or the items scored.
+        lm-eval version, the items scored, or their content (`harness.nightly.pairing.item_problems`).
     """
     reasons = []
     if candidate.suite != baseline.suite:
@@ -153,23 +161,15 @@ def incomparable(candidate: EvalRecord, baseline: EvalRecord) -> list[str]:
         if a != b:
             reasons.append(f"{_describe(key)}: {a} (candidate) vs {b} (baseline)")
     for task in sorted(set(candidate.samples) & set(baseline.samples)):
-        c_ids, b_ids = set(candidate.samples[task]["item_id"]), set(baseline.samples[task]["item_id"])
-        if c_ids != b_ids:
-            reasons.append(f"task {task}: different items scored ({len(c_ids - b_ids)} only for the candidate, "
-                           f"{len(b_ids - c_ids)} only for the baseline)")
+        reasons += pairing.item_problems(task, candidate, baseline)
     return reasons
-
-
-def _leaves(lm_eval: dict, task: str) -> list[str]:
-    subtasks = (lm_eval.get("group_subtasks") or {}).get(task) or []
-    return [leaf for sub in subtasks for leaf in _leaves(lm_eval, sub)] if subtasks else [task]
 
 
 def headline_metrics(spec: "Suite", record: EvalRecord) -> dict[str, str]:
     """Each scored task → its headline metric: the suite entry's ``metric``, else the task's first metric."""
     out = {}
     for entry in spec.entries:
-        for leaf in _leaves(record.lm_eval, entry.task):
+        for leaf in pairing.leaves(record.lm_eval, entry.task):
             if leaf in record.samples:
                 columns = record.metric_columns(leaf)
                 if entry.metric and entry.metric not in columns:
@@ -189,47 +189,79 @@ def min_effect_for(cfg: "NightlyConfig", task: str, metric: str) -> float:
     return float(cfg.min_effect)
 
 
-def _item_key(*tables: "pd.DataFrame") -> str:
-    """Pair by the dataset's own item id when it is unique, else by lm-eval's doc index."""
-    return "item_id" if all(t["item_id"].is_unique for t in tables) else "doc_id"
+def _group_headline(entry: "Entry", group: str, reported: list[str]) -> str:
+    """A group's headline: the suite entry's ``metric`` where the group reports it, else its first aggregate."""
+    if entry.metric in reported:
+        return entry.metric
+    if entry.metric and group == entry.task:
+        raise HarnessError(f"group {group!r} reports no aggregate {entry.metric!r} (the suite's headline); it reports "
+                           f"{', '.join(reported)}")
+    return reported[0]
 
 
 def paired_metrics(spec: "Suite", candidate: EvalRecord, baseline: EvalRecord, cfg: "NightlyConfig"
                    ) -> list[PairedScores]:
-    """The per-item scores of both models for every compared metric, paired by item id, in suite order.
+    """The per-item scores of both models for every compared metric, paired by item, in suite order.
+
+    Each suite entry gives its tasks' metrics, then those of every group at or under it (innermost first), a group
+    being its leaves' items pooled and weighted to its lm-eval score (`harness.nightly.pairing`).
 
     Args:
-        spec: the suite (its headline metrics).
+        spec: the suite (its headline metrics, and lm-eval's index for how its groups aggregate).
         candidate: the candidate's record.
         baseline: the baseline's record; `incomparable` must have found no difference.
         cfg: which metrics (headline or all), minimum effects.
 
     Returns:
-        One `PairedScores` per (task, metric). Items whose score is missing on either side are left out.
+        One `PairedScores` per (task or group, metric). Items whose score is missing on either side are left out.
+        With ``metrics: all``, metrics that lm-eval does not aggregate from per-item scores are left out (with a
+        warning).
 
     Raises:
-        HarnessError: a ``min_effects`` key that names no compared metric, or nothing to compare.
+        HarnessError: items that cannot be paired, a headline metric that cannot be compared per item, a pooled
+            value that differs from lm-eval's, a ``min_effects`` key that names no compared metric, or nothing to
+            compare.
     """
     headline = headline_metrics(spec, candidate)
-    pairs, names = [], set()
-    for task in headline:
-        if task not in baseline.samples:
-            continue
-        shared = [m for m in candidate.metric_columns(task) if m in baseline.samples[task].columns]
-        metrics = shared if cfg.metrics == "all" else [headline[task]]
-        higher = (candidate.lm_eval.get("higher_is_better") or {}).get(task) or {}
-        for metric in metrics:
-            names.update({f"{task}/{metric}", metric})
-            key = _item_key(candidate.samples[task], baseline.samples[task])
-            c = candidate.samples[task].set_index(key)[metric]
-            b = baseline.samples[task].set_index(key)[metric]
-            keep = [i for i in c.index if i in b.index and math.isfinite(c[i]) and math.isfinite(b[i])]
-            if not keep:
+    pairs, names, skipped, done = [], set(), [], set()
+
+    def add(name: str, metric: str, paired: pairing.Paired | None) -> None:
+        if paired is not None:
+            pairs.append(PairedScores(task=name, metric=metric, candidate=paired.candidate, baseline=paired.baseline,
+                                      weights=paired.weights,
+                                      higher_is_better=pairing.higher_is_better(candidate, name, metric),
+                                      min_effect=min_effect_for(cfg, name, metric)))
+
+    for entry in spec.entries:
+        for task in pairing.leaves(candidate.lm_eval, entry.task):
+            if task not in headline or task not in baseline.samples or task in done:
                 continue
-            cand, base = align_items(c.loc[keep], b.loc[keep], task=task)
-            pairs.append(PairedScores(task=task, metric=metric, candidate=cand, baseline=base,
-                                      higher_is_better=bool(higher.get(metric.partition(",")[0], True)),
-                                      min_effect=min_effect_for(cfg, task, metric)))
+            done.add(task)
+            problems = pairing.item_problems(task, candidate, baseline)
+            if problems:
+                raise HarnessError(problems[0])
+            shared = [m for m in candidate.metric_columns(task) if m in baseline.samples[task].columns]
+            for metric in shared if cfg.metrics == "all" else [headline[task]]:
+                names.update({f"{task}/{metric}", metric})
+                why = pairing.not_per_item(candidate, task, metric) if cfg.metrics == "all" else None
+                if why:
+                    skipped.append(why)
+                    continue
+                add(task, metric, pairing.leaf(task, metric, candidate, baseline))
+        found = pairing.groups(candidate.lm_eval, entry.task)
+        aggregations = pairing.group_aggregations(spec, entry.task) if found else {}
+        for group in found:
+            reported = pairing.reported_metrics(candidate.lm_eval, group)
+            for metric in reported if cfg.metrics == "all" else [_group_headline(entry, group, reported)]:
+                names.update({f"{group}/{metric}", metric})
+                rules = aggregations.get(group, [])
+                why = pairing.not_per_item(candidate, group, metric, rules) if cfg.metrics == "all" else None
+                if why:
+                    skipped.append(why)
+                    continue
+                add(group, metric, pairing.group(group, metric, candidate, baseline, rules))
+    if skipped:
+        console.warn(f"not compared (no per-item form of lm-eval's aggregate): {'; '.join(skipped)}")
     unknown = sorted(set(cfg.min_effects) - names)
     if unknown:
         raise HarnessError(f"min_effects names no compared metric: {', '.join(unknown)}; compared: "
@@ -240,6 +272,6 @@ def paired_metrics(spec: "Suite", candidate: EvalRecord, baseline: EvalRecord, c
 
 
 def scored_items(record: EvalRecord, task: str, metric: str) -> "pd.DataFrame":
-    """``item_id, prompt, target, response, score`` of one task and metric (for the report's examples)."""
-    table = record.samples[task]
-    return table[["item_id", "prompt", "target", "response", metric]].rename(columns={metric: "score"})
+    """``item_id, prompt, target, response, score`` of one task and metric, or of a group's leaves with ids
+    ``<task>/<item id>`` (for the report's examples)."""
+    return pairing.scored_items(record, task, metric)

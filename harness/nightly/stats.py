@@ -15,6 +15,12 @@ Choices, and why:
 - Tests are two-sided and the sign of the delta is checked afterwards. The same adjusted p-values then decide both
   "regression" and "improvement", and the chance of any false verdict in either direction on a nightly where
   nothing changed is at most `alpha` under Holm; false "regression" alarms alone are about `alpha / 2`.
+- Weighted items (`PairedScores.weights`): a metric that is a weighted mean of per-item scores — lm-eval's
+  micro-averages (IFEval's instruction-level accuracy: an item weighs as many instructions as it has) and a group's
+  pooled items (each subtask's items share its weight in the group score) — is tested on the weighted differences
+  w·d with the sign-flip test (an item's sign flips with all its weight: the permutation is clustered by item) and
+  a bootstrap of Σ w·d / Σ w over resampled items; means and deltas are the weighted ones, so they equal the
+  aggregate lm-eval reports. McNemar is for equally weighted 0/1 scores only.
 - Multiple comparisons across all metrics of a nightly: Holm (familywise error, the default) or Benjamini-Hochberg
   (false discovery rate). When nothing changed at all both bound the chance of any alarm by `alpha`.
 - A verdict needs both a significant adjusted p-value and a drop (or gain) of at least the metric's `min_effect`,
@@ -113,7 +119,11 @@ class PairedScores:
     min_effect: float = field(default=0.0, metadata={
         "help": "Smallest |delta| worth a verdict, in score units (0.01 = 1 point of a 0..1 accuracy)."})
     test: str = field(default="auto", metadata={
-        "help": "'mcnemar' (binary), 'permutation' (continuous) or 'auto': mcnemar iff every score is 0 or 1."})
+        "help": "'mcnemar' (binary, equal weights), 'permutation' (continuous or weighted) or 'auto': mcnemar iff "
+                "every score is 0 or 1 and the items weigh the same."})
+    weights: np.ndarray | None = field(default=None, metadata={
+        "help": "Per-item weights (None: equal), the same on both sides: the metric is the weighted mean of the "
+                "items' scores (instructions per item for a micro-average, subtask shares for a group)."})
 
     def __post_init__(self) -> None:
         where = f"task {self.task!r} metric {self.metric!r}"
@@ -128,13 +138,28 @@ class PairedScores:
             raise HarnessError(f"{where}: min_effect={self.min_effect}; must be a finite number >= 0")
         if self.test not in TESTS:
             raise HarnessError(f"{where}: unknown test {self.test!r}; valid: {', '.join(TESTS)}")
+        weights = None
+        if self.weights is not None:
+            weights = np.asarray(self.weights, dtype=float)
+            if weights.shape != cand.shape or not np.isfinite(weights).all() or (weights <= 0).any():
+                raise HarnessError(f"{where}: weights {weights.shape} must be positive finite numbers, one per item")
+            weights = weights / weights.mean()
+            if np.allclose(weights, 1.0, rtol=0, atol=1e-12):
+                weights = None  # equal weights: a plain mean, and McNemar stays available
         binary = bool(np.isin(cand, (0.0, 1.0)).all() and np.isin(base, (0.0, 1.0)).all())
-        if self.test == "mcnemar" and not binary:
-            raise HarnessError(f"{where}: test 'mcnemar' needs scores that are all 0 or 1; use 'permutation'")
+        if self.test == "mcnemar" and not (binary and weights is None):
+            raise HarnessError(f"{where}: test 'mcnemar' needs scores that are all 0 or 1, equally weighted; use "
+                               "'permutation'")
         object.__setattr__(self, "candidate", cand)
         object.__setattr__(self, "baseline", base)
+        object.__setattr__(self, "weights", weights)
         if self.test == "auto":
-            object.__setattr__(self, "test", "mcnemar" if binary else "permutation")
+            object.__setattr__(self, "test", "mcnemar" if binary and weights is None else "permutation")
+
+    def means(self) -> tuple[float, float]:
+        """(candidate, baseline) means, weighted by `weights`."""
+        return (float(np.average(self.candidate, weights=self.weights)),
+                float(np.average(self.baseline, weights=self.weights)))
 
 
 @dataclass(frozen=True)
@@ -254,8 +279,8 @@ def sign_flip_test(diff: np.ndarray, *, rounds: int = 10_000, seed: int = 0) -> 
     return (1 + hits) / (1 + rounds)
 
 
-def paired_bootstrap_ci(diff: np.ndarray, *, rounds: int = 10_000, seed: int = 0, confidence: float = 0.95
-                        ) -> tuple[float, float]:
+def paired_bootstrap_ci(diff: np.ndarray, *, rounds: int = 10_000, seed: int = 0, confidence: float = 0.95,
+                        weights: np.ndarray | None = None) -> tuple[float, float]:
     """Percentile bootstrap CI of the mean per-item difference, resampling items (so pairs stay together).
 
     Args:
@@ -263,18 +288,23 @@ def paired_bootstrap_ci(diff: np.ndarray, *, rounds: int = 10_000, seed: int = 0
         rounds: bootstrap resamples.
         seed: seed of the resampling.
         confidence: two-sided coverage, e.g. 0.95.
+        weights: per-item weights (None: equal); each resample's statistic is then the weighted mean
+            Σ w·d / Σ w of the items drawn, so an item's weight travels with it (a cluster bootstrap).
 
     Returns:
-        (low, high) of the mean difference.
+        (low, high) of the (weighted) mean difference.
     """
     d = np.asarray(diff, dtype=float)
     n = d.size
+    w = None if weights is None else np.asarray(weights, dtype=float)
     rng = np.random.default_rng(seed)
     means = np.empty(rounds)
     rows = max(1, _CHUNK_ELEMENTS // n)
     for start in range(0, rounds, rows):
         m = min(rows, rounds - start)
-        means[start:start + m] = d[rng.integers(0, n, size=(m, n))].mean(axis=1)
+        idx = rng.integers(0, n, size=(m, n))
+        means[start:start + m] = d[idx].mean(axis=1) if w is None else \
+            (d[idx] * w[idx]).sum(axis=1) / w[idx].sum(axis=1)
     tail = (1 - confidence) / 2
     low, high = np.quantile(means, [tail, 1 - tail])
     return float(low), float(high)
@@ -314,8 +344,11 @@ def _raw_test(scores: PairedScores, rounds: int, seed: int) -> tuple[float, floa
         return mcnemar_exact(scores.candidate, scores.baseline), low, high, "mcnemar_exact", "newcombe_paired_wilson"
     diff = scores.candidate - scores.baseline
     test_seed, ci_seed = np.random.SeedSequence(seed).generate_state(2)
-    p = sign_flip_test(diff, rounds=rounds, seed=int(test_seed))
-    low, high = paired_bootstrap_ci(diff, rounds=rounds, seed=int(ci_seed))
+    # Weighted items: the statistic is Σ w·d, so flipping an item's sign flips its whole weight (its instructions,
+    # or its share of a group) at once: the permutation is clustered by item.
+    weighted = diff if scores.weights is None else scores.weights * diff
+    p = sign_flip_test(weighted, rounds=rounds, seed=int(test_seed))
+    low, high = paired_bootstrap_ci(diff, rounds=rounds, seed=int(ci_seed), weights=scores.weights)
     return p, low, high, "sign_flip_permutation", "paired_bootstrap_percentile"
 
 
@@ -357,8 +390,8 @@ def compare_suite(metrics: Sequence[PairedScores], *, correction: str = "holm", 
     adjusted = adjust_p_values([r[0] for r in raw], correction)
     out = []
     for s, (p, low, high, test, ci_method), p_adj in zip(metrics, raw, adjusted):
-        cand_mean, base_mean = float(s.candidate.mean()), float(s.baseline.mean())
-        delta = float(np.mean(s.candidate - s.baseline))
+        cand_mean, base_mean = s.means()
+        delta = float(np.average(s.candidate - s.baseline, weights=s.weights))
         out.append(Comparison(
             task=s.task, metric=s.metric, n=int(s.candidate.size), candidate_mean=cand_mean,
             baseline_mean=base_mean, delta=delta, ci_low=low, ci_high=high, p_value=float(p),
