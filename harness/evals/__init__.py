@@ -9,6 +9,7 @@ Public surface (heavy imports — lm-eval, torch, pandas, MLflow — happen insi
 - `compare(refs, results_dir=, experiment=)` → side-by-side scores with CIs and deltas
 
 Modules: `suite` (suite files, task index), `backends` (lm-eval model arguments), `cache`, `run` (evaluate),
+`checks` (checks before model work), `offline` (what lm-eval's tasks would fetch: punkt_tab, code_eval),
 `importer` (lm-eval's own output), `result` (score/sample/skill tables), `table` (stage × skill table), `compare`,
 `lm_tasks` (task YAML hooks), `cli` (``harness eval``, ``harness import``, ``harness compare``).
 """

@@ -206,51 +206,14 @@ def sources(task_manager, task: str, *, root: Path | None, entry_data: Mapping[s
         HarnessError: `entry_data` given for a group (name the subtask instead), a file missing, or a dataset that
             is in neither `entry_data` nor the mirror when a mirror is given.
     """
-    index = task_manager.task_index
-    out: dict[str, Source] = {}
+    from harness.evals import task_index
 
-    def visit(item: Any, inherited: Mapping[str, Any]) -> None:
-        if isinstance(item, dict):  # an inline task or subgroup of a group's config
-            if "group" in item:
-                for child in _members(item):
-                    visit(child, {})
-                return
-            name = item.get("task")
-            known = index.get(name) if isinstance(name, str) else None
-            visit_leaf(str(name), {**((known.cfg or {}) if known else {}), **item}, _folder(known))
-            return
-        entry = index.get(item)
-        if entry is None:
-            return
-        kind = entry.kind.name
-        if kind == "GROUP":
-            for child in _members(entry.cfg or {}):
-                visit(child, {})
-        elif kind == "TAG":
-            for child in sorted(entry.tags):
-                visit(child, {})
-        else:
-            visit_leaf(item, {**(entry.cfg or {}), **inherited}, _folder(entry))
-
-    def visit_leaf(name: str, cfg: Mapping[str, Any], folder: Path | None) -> None:
-        if name not in out:
-            out[name] = _leaf_source(name, cfg, root, entry_data if name == task else None, folder)
-
-    entry = index.get(task)
-    if entry_data and entry is not None and entry.kind.name != "TASK":
-        raise HarnessError(f"suite entry {task!r} is a {entry.kind.name.lower()}: its data: mapping needs one task; "
-                           "give the subtasks as entries of their own, or use the suite's data_dir")
-    visit(task, {})
-    return out
-
-
-def _folder(entry: Any) -> Path | None:
-    return Path(entry.yaml_path).parent if entry is not None and getattr(entry, "yaml_path", None) else None
-
-
-def _members(cfg: Mapping[str, Any]) -> list:
-    members = cfg.get("task") or []
-    return members if isinstance(members, list) else [members]
+    if entry_data and task_index.kind(task_manager, task) not in (None, "TASK"):
+        raise HarnessError(f"suite entry {task!r} is a {task_index.kind(task_manager, task).lower()}: its data: "
+                           "mapping needs one task; give the subtasks as entries of their own, or use the suite's "
+                           "data_dir")
+    return {name: _leaf_source(name, cfg, root, entry_data if name == task else None, folder)
+            for name, (cfg, folder) in task_index.leaves(task_manager, task).items()}
 
 
 @contextmanager

@@ -7,12 +7,14 @@ The recipe, in order:
 3. per suite entry, find what its tasks read (`harness.evals.local_data`: a data_dir mirror, the entry's own files,
    a task's hooks or the hub) and derive the cache key from lm-eval's index and those data digests (no task is
    built), then read the cached output; an entry with ``repeats: k`` is k runs, each cached on its own;
-4. build the entries that missed, their documents served from the local files, and check them (bad data or a
-   backend that cannot run a task fails here, before any model work);
+4. build the entries that missed, their documents served from the local files, and check them (`harness.evals.checks`:
+   bad data, a backend that cannot run a task, generation longer than the model's context, unconfirmed unsafe
+   code, a metric or NLTK data that is not here fail here, before any model work);
 5. run them through ``lm_eval.simple_evaluate``, the model loaded once and shared. Entries with the same settings
    share one call while their items add up to at most ``eval.group_items`` (small tasks cost mostly per-call
    overhead: partial batches); larger ones run one call each. Each call's output is split per entry and cached at
-   once, so an interrupted suite resumes at the first unfinished call;
+   once, so an interrupted suite resumes at the first unfinished call (an lm-eval failure is one line naming
+   the call's tasks);
 6. turn the merged output into tables (`harness.evals.result`; repeated tasks pooled by `harness.evals.repeats`)
    and log one MLflow run (`harness.evals.record`), with the data each task read as its dataset inputs.
 
@@ -32,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 from harness import console
 from harness.config import EvalConfig
 from harness.errors import HarnessError
-from harness.evals import backends, cache, local_data, repeats
+from harness.evals import backends, cache, checks, local_data, repeats
 from harness.evals import suite as suites
 from harness.evals.record import record
 from harness.evals.result import SuiteResult, sample_tables, score_table, skill_table
@@ -119,9 +121,11 @@ def _plans(entry: suites.Entry, tm, cfg: EvalConfig, results_dir, model_hash: st
     return plans
 
 
-def _build(tm, plan: _Plan, cfg: EvalConfig) -> None:
-    """Build lm-eval's objects for a plan that must run, and check that the backend can run them."""
+def _build(tm, plan: _Plan, cfg: EvalConfig, lm_args: dict) -> None:
+    """Build lm-eval's objects for a plan that must run, and check that the backend and the model can run them
+    (`harness.evals.checks`)."""
     entry = plan.entry
+    checks.before_build(tm, entry)
     try:
         with local_data.redirect(plan.sources or {}):
             loaded = tm.load([entry.task])
@@ -132,6 +136,7 @@ def _build(tm, plan: _Plan, cfg: EvalConfig) -> None:
         raise HarnessError(f"task {entry.task!r} could not be loaded: {first}") from None
     tasks, groups = loaded["tasks"], loaded.get("groups") or {}
     backends.check_tasks(cfg, entry.task, {t.OUTPUT_TYPE for t in tasks.values()}, entry.apply_chat_template)
+    checks.after_build(entry, tasks, cfg, lm_args)
     limit = plan.material["settings"]["limit"]
     plan.objs = [groups[entry.task]] if entry.task in groups else list(tasks.values())
     plan.names = set(tasks) | set(groups)
@@ -232,24 +237,41 @@ def _counting(lm, bar) -> Iterator[None]:
 
 
 def _run_call(lm, call: list[_Plan], cfg: EvalConfig, tm) -> list[dict]:
-    """Run one lm-eval call for `call` (plans with the same settings) and split its output per plan."""
+    """Run one lm-eval call for `call` (plans with the same settings) and split its output per plan.
+
+    Raises:
+        HarnessError: lm-eval failed; one line naming the call's tasks, the traceback in the log (the calls
+            that finished before are cached already).
+    """
     import lm_eval
 
     entry = call[0].entry
-    out = lm_eval.simple_evaluate(
-        model=lm,
-        tasks=[obj for plan in call for obj in plan.objs],
-        num_fewshot=entry.num_fewshot,
-        limit=call[0].material["settings"]["limit"],
-        apply_chat_template=entry.apply_chat_template,
-        fewshot_as_multiturn=entry.fewshot_as_multiturn,
-        gen_kwargs=dict(entry.gen_kwargs) if entry.gen_kwargs else None,
-        bootstrap_iters=cfg.bootstrap_iters,
-        confirm_run_unsafe_code=entry.confirm_run_unsafe_code,
-        task_manager=tm,
-        log_samples=True,
-        **repeats.seeds(call[0].repeat),
-    )
+    try:
+        out = lm_eval.simple_evaluate(
+            model=lm,
+            tasks=[obj for plan in call for obj in plan.objs],
+            num_fewshot=entry.num_fewshot,
+            limit=call[0].material["settings"]["limit"],
+            apply_chat_template=entry.apply_chat_template,
+            fewshot_as_multiturn=entry.fewshot_as_multiturn,
+            gen_kwargs=dict(entry.gen_kwargs) if entry.gen_kwargs else None,
+            bootstrap_iters=cfg.bootstrap_iters,
+            confirm_run_unsafe_code=entry.confirm_run_unsafe_code,
+            task_manager=tm,
+            log_samples=True,
+            **repeats.seeds(call[0].repeat),
+        )
+    except HarnessError:
+        raise
+    except Exception as err:  # noqa: BLE001 - lm-eval and the tasks' hooks raise anything
+        from harness import capture
+
+        names = ", ".join(dict.fromkeys(plan.entry.task for plan in call))
+        logging.getLogger(__name__).exception("lm-eval failed while running %s", names)
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        log = capture.log_path()
+        raise HarnessError(f"lm-eval failed while running {names}: {type(err).__name__}"
+                           + (f": {first}" if first else "") + (f" (traceback in {log})" if log else "")) from None
     kept = {k: out[k] for k in _KEEP if k in out}
     return [{k: {name: v for name, v in section.items() if name in plan.names} for k, section in kept.items()}
             for plan in call]
@@ -293,7 +315,7 @@ def evaluate(
                  for plan in _plans(entry, tm, cfg, results_dir, model_hash, lm_name, lm_args, root)]
         for plan in plans:
             if plan.output is None:
-                _build(tm, plan, cfg)
+                _build(tm, plan, cfg, lm_args)
 
         lm = None
         with _environment_once():

@@ -233,10 +233,14 @@ def task_manager(suite: Suite):
 
 
 def check_tasks(suite: Suite) -> None:
-    """Raise a `HarnessError` naming every task of `suite` that lm-eval's index does not know."""
+    """Raise a `HarnessError` naming every task of `suite` that lm-eval's index does not know: with the parse error
+    of a task YAML under the suite's task_paths that the index skipped, if one is there, else close matches."""
+    from harness.evals.task_index import broken_yaml
+
     known = set(task_manager(suite).all_tasks)
     for entry in suite.entries:
         if entry.task not in known:
+            broken = broken_yaml(suite.task_paths, entry.task)
             close = difflib.get_close_matches(entry.task, known, n=3)
-            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            hint = f"; {broken}" if broken else f"; did you mean {', '.join(close)}?" if close else ""
             raise HarnessError(f"suite {suite.name!r}: unknown task {entry.task!r} (not in lm-eval's task index){hint}")
