@@ -28,12 +28,7 @@ def find_eval_run(ref: str, *, results_dir: str | os.PathLike, experiment: str, 
     from harness.tracking import store
 
     if _RUN_ID.match(ref):
-        run = store.read_run(ref, results_dir)
-        if run["schema"].kind != schema.Kind.EVAL:
-            raise HarnessError(f"run {ref} is not an eval run (kind {run['schema'].kind!r})")
-        if run["status"] != "FINISHED":
-            raise HarnessError(f"eval run {ref} is {run['status']}, not FINISHED: it has no complete scores")
-        return run
+        return store.read_run(ref, results_dir, kind=schema.Kind.EVAL, finished=True)
     where = {"suite": suite} if suite else {}
     for field in ("model", "stage"):
         found = store.find_runs(experiment, schema.Kind.EVAL, results_dir, **where, **{field: ref})

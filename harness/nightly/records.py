@@ -80,12 +80,7 @@ def load_record(run_id: str, results_dir: str | os.PathLike) -> EvalRecord:
     """
     from harness.tracking import store
 
-    run = store.read_run(run_id, results_dir)
-    tags = run["schema"]
-    if tags.kind != schema.Kind.EVAL:
-        raise HarnessError(f"run {run_id} is not an eval run (kind {tags.kind!r})")
-    if run["status"] != "FINISHED":
-        raise HarnessError(f"eval run {run_id} is {run['status']}, not FINISHED: its per-item scores are incomplete")
+    tags = store.read_run(run_id, results_dir, kind=schema.Kind.EVAL, finished=True)["schema"]
     params = store.run_params(run_id, results_dir)
     settings = {}
     for name, value in params.items():

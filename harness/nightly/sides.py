@@ -84,12 +84,10 @@ def _eval_run(spec: str, role: str, results_dir) -> Side:
     run_id = spec[len(EVAL_RUN):].strip()
     if not run_id:
         raise HarnessError(f"--{role} {spec!r}: name the eval run, {EVAL_RUN}<MLflow run id>")
-    run = store.read_run(run_id, results_dir)
-    tags = run["schema"]
-    if tags.kind != schema.Kind.EVAL:
-        raise HarnessError(f"--{role} {spec!r}: run {run_id} is not an eval run (kind {tags.kind!r})")
-    if run["status"] != "FINISHED":
-        raise HarnessError(f"--{role} {spec!r}: eval run {run_id} is {run['status']}, not FINISHED")
+    try:
+        tags = store.read_run(run_id, results_dir, kind=schema.Kind.EVAL, finished=True)["schema"]
+    except HarnessError as err:
+        raise HarnessError(f"--{role} {spec!r}: {err}") from None
     model = tags.model or run_id
     return Side(spec, model, f"{Path(model.rstrip('/')).name or model} (run {run_id[:8]})", eval_run=run_id)
 

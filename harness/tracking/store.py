@@ -477,13 +477,20 @@ def _parse(local: Path, format: str) -> Any:
     raise ValueError(f"artifacts of format {format!r} are not read back")
 
 
-def read_run(run_id: str, results_dir: str | os.PathLike | None = None) -> dict:
-    """`find_run` for a reader of the record: the run must exist (else `HarnessError`), and its schema version is
-    checked (`schema.check_version`); ``schema`` holds its parsed `RunTags`."""
+def read_run(run_id: str, results_dir: str | os.PathLike | None = None, *, kind: Kind | None = None,
+             finished: bool = False) -> dict:
+    """`find_run` for a reader of the record: the run must exist, be of `kind` when given and FINISHED when asked
+    (else `HarnessError`), and its schema version is checked (`schema.check_version`); ``schema`` holds its parsed
+    `RunTags`."""
     found = find_run(run_id, results_dir)
     if found is None:
         raise HarnessError(f"no MLflow run {run_id} in {tracking_uri(results_dir)}")
     found["schema"] = schema.check_version(found["tags"], run_id)
+    if kind is not None and found["schema"].kind != Kind(kind):
+        raise HarnessError(f"run {run_id} is not an {Kind(kind).value} run (kind {found['schema'].kind!r})")
+    if finished and found["status"] != "FINISHED":
+        raise HarnessError(f"{Kind(kind).value + ' ' if kind else ''}run {run_id} is {found['status']}, not "
+                           "FINISHED: its record is incomplete")
     return found
 
 
