@@ -101,6 +101,28 @@ def test_missing_dataset_names_the_paths_tried(tmp_path):
     assert local_data.sources(tm, "t", root=None)["t"].digest != hub.digest
 
 
+def test_hub_dataset_digest_follows_the_resolved_revision(monkeypatch):
+    """The hub cannot be reached here: its answer is stood in for by a local function returning a commit sha."""
+    import huggingface_hub
+
+    answers = {"main": "sha-1"}
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.HfApi, "dataset_info",
+                        lambda self, repo, revision=None, timeout=None: SimpleNamespace(sha=answers["main"]))
+    local_data.hub_revision.cache_clear()
+    tm = _index(t=("TASK", {"dataset_path": "org/ds", "test_split": "test"}))
+    first = local_data.sources(tm, "t", root=None)["t"]
+    assert first.revision == "sha-1"
+    answers["main"] = "sha-2"  # the dataset was updated on the hub
+    local_data.hub_revision.cache_clear()
+    assert local_data.sources(tm, "t", root=None)["t"].digest != first.digest
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # offline: nothing is asked, the revision stays as the task names it
+    local_data.hub_revision.cache_clear()
+    assert local_data.sources(tm, "t", root=None)["t"].revision is None
+    local_data.hub_revision.cache_clear()
+
+
 def test_entry_data_for_one_task(tmp_path):
     _write_jsonl(tmp_path / "mine.jsonl", _rows(4))
     tm = _index(t=("TASK", {"dataset_path": "org/ds", "test_split": "test"}), g=("GROUP", {"task": ["t"]}))

@@ -19,7 +19,8 @@ the eval run's params and its MLflow dataset inputs (`Source.task_data`):
 - ``data_files``: a task config whose ``dataset_kwargs.data_files`` are files on disk (lm-eval loads them itself);
 - ``hooks``: a task that loads its documents through a ``custom_dataset`` hook (the ``tiny`` suite): the data files
   beside its YAML;
-- ``hub``: anything else keeps the hub; its digest hashes the dataset's identity and pinned revision.
+- ``hub``: anything else keeps the hub; its digest hashes the dataset's identity and the commit its revision
+  resolves to on the hub (`hub_revision`; offline, the revision as given).
 
 Digests hash the decompressed content, so a file re-compressed with the same rows keeps its digest and an edited
 one changes exactly the tasks that read it. `redirect(sources)` then serves the mirror and entry files when lm-eval
@@ -30,6 +31,7 @@ builders instead.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import json
@@ -167,10 +169,26 @@ def _leaf_source(task: str, cfg: Mapping[str, Any], root: Path | None, entry_dat
             raise HarnessError(f"task {task!r}: split {needed[0]!r} of dataset {label} not found in data_dir "
                                f"{root} (tried {', '.join(str(p) for p in options)}, also .json, .parquet, .csv)")
         return Source(kind="mirror", files=files, digest=digest(files), **common)
+    revision = hub_revision(path, kwargs.get("revision")) if path else kwargs.get("revision")
     identity = {"path": path, "name": name, "data_files": kwargs.get("data_files"),
-                "data_dir": kwargs.get("data_dir"), "revision": kwargs.get("revision")}
+                "data_dir": kwargs.get("data_dir"), "revision": revision}
     ident = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
-    return Source(kind="hub", digest=ident, **common)
+    return Source(kind="hub", digest=ident, **{**common, "revision": revision})
+
+
+@functools.lru_cache(maxsize=256)
+def hub_revision(dataset_path: str, revision: str | None) -> str | None:
+    """The commit a hub dataset's `revision` (None: its main branch) resolves to, so that a dataset updated on the
+    hub changes the cache key; offline (``HF_HUB_OFFLINE`` / ``HF_DATASETS_OFFLINE``) or unreachable, the revision as
+    given (the data then come from the local datasets cache, which does not change by itself)."""
+    if any(os.environ.get(k, "").lower() in ("1", "true", "yes") for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")):
+        return revision
+    try:
+        from huggingface_hub import HfApi
+
+        return HfApi().dataset_info(dataset_path, revision=revision, timeout=10).sha or revision
+    except Exception:  # noqa: BLE001 - no network, no such dataset, a gated one: keep what the task names
+        return revision
 
 
 def _data_files(data_files: Any, folder: Path | None) -> dict[str, str]:
