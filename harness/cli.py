@@ -68,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
 _VERBOSE = "also show the libraries' own output (lm-eval, transformers, TRL, MLflow...) on the terminal; it always " \
     "goes to <results>/logs/"
 # Commands that run libraries: their output is kept off the terminal (see `harness.capture.session`).
+_RECORD_COMMANDS = {"compare", "dashboard"}  # commands that only read the record: the server is pinged first
 _LIBRARY_COMMANDS = {"run", "eval", "import", "arena", "nightly"}
 
 
@@ -91,20 +92,32 @@ def main(argv: list[str] | None = None, *, capture_fds: bool | None = None) -> i
 
 
 def _run(args: argparse.Namespace, argv: list[str] | None, capture_fds: bool | None) -> int:
+    from harness.tracking import store
+
     if args.command not in _LIBRARY_COMMANDS:
         try:
+            if args.command in _RECORD_COMMANDS:
+                store.ping(getattr(args, "results", None))
             return int(args.func(args) or 0)
         except (HarnessError, KeyboardInterrupt, BrokenPipeError) as err:
             return _stopped(err)
+        except Exception as err:
+            if store.unreachable(err):
+                return _stopped(_unreachable(err, args))
+            raise
     from harness import capture, console
 
     fds = argv is None if capture_fds is None else capture_fds
     with capture.session(args.command, verbose=args.verbose, capture_fds=fds):
         try:
+            store.ping(getattr(args, "results", None))  # a dead tracking server fails here, before any model work
             code = int(args.func(args) or 0)
         except (HarnessError, KeyboardInterrupt, BrokenPipeError) as err:
             return _stopped(err)
-        except Exception:
+        except Exception as err:
+            if store.unreachable(err):  # the server went away mid-command: one line, exit 3, the caches kept
+                capture.crash()
+                return _stopped(_unreachable(err, args))
             capture.crash()
             if not fds:
                 raise
@@ -112,6 +125,13 @@ def _run(args: argparse.Namespace, argv: list[str] | None, capture_fds: bool | N
         if capture.log_path() is not None:  # bad input stays one line; a finished command says where its log is
             console.info(f"log: {capture.log_path()}")
         return code
+
+
+def _unreachable(err: BaseException, args: argparse.Namespace) -> HarnessError:
+    from harness.tracking import store
+
+    results = getattr(args, "results", None)
+    return store.server_unreachable(store.tracking_uri(results), err, results)
 
 
 def _stopped(err: BaseException) -> int:

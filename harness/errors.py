@@ -1,7 +1,12 @@
 """User-facing errors.
 
 A `HarnessError` is bad input from the user (a config key, a file, a model path): the CLI prints its message as
-one line and exits with code 2, without a traceback. Anything else is a bug and keeps its traceback.
+one line and exits with code 2, without a traceback. `ServerUnreachable` is an MLflow tracking server that does not
+answer: one line, exit code 3 (distinct from a nightly's regression, 1). Anything else is a bug and keeps its
+traceback.
+
+Exit codes of `harness`: 0 success (a nightly: pass), 1 a nightly's regression (or an unexpected crash), 2 bad input
+or a nightly that cannot compare, 3 the tracking server unreachable, 128 + N stopped by signal N (130: Ctrl-C).
 """
 
 
@@ -9,3 +14,9 @@ class HarnessError(Exception):
     """Bad input: what was wrong, where, and what is valid. Exit code 2."""
 
     exit_code = 2
+
+
+class ServerUnreachable(HarnessError):
+    """The MLflow tracking server did not answer (refused, timed out, gone mid-command). Exit code 3."""
+
+    exit_code = 3

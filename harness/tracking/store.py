@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, ServerUnreachable
 from harness.tracking import schema
 from harness.tracking.schema import Artifact, Kind, TaskData
 
@@ -48,10 +48,58 @@ def tracking_uri(results_dir: str | os.PathLike | None = None) -> str:
     return f"sqlite:///{root / 'mlflow.db'}"
 
 
+# A tracking server that does not answer must cost seconds, not MLflow's default minutes (120 s per request, 7
+# retries with doubling backoff): a command stops at the first request that fails after these (exit code 3).
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "10", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+                 "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5"}
+_UNREACHABLE = ("Max retries exceeded", "Failed to establish a new connection", "Connection refused",
+                "Read timed out", "Connection aborted", "RemoteDisconnected", "timed out")
+
+
+def unreachable(err: BaseException) -> bool:
+    """Whether `err` (or an exception it came from) says the tracking server did not answer."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        name = type(err).__name__
+        if name in ("ConnectionError", "ConnectTimeout", "ReadTimeout", "Timeout", "MaxRetryError",
+                    "NewConnectionError") or any(text in str(err) for text in _UNREACHABLE):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
+def server_unreachable(uri: str, err: BaseException, results_dir: str | os.PathLike | None = None
+                       ) -> ServerUnreachable:
+    """The one line for a tracking server that did not answer (what was computed stays in the local caches)."""
+    kept = Path(results_dir or "results").resolve()
+    return ServerUnreachable(f"the MLflow tracking server {uri} does not answer ({type(err).__name__}); what was "
+                             f"computed is kept in the local caches under {kept}: run the command again when the "
+                             "server is back (finished work is not redone)")
+
+
+def ping(results_dir: str | os.PathLike | None = None) -> None:
+    """Before any model work: a tracking server (http/https URI) must answer one request, else `ServerUnreachable`."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI", "")
+    if not uri.startswith(("http://", "https://")):
+        return  # a local store: nothing to reach
+    try:
+        client(uri).search_experiments(max_results=1)
+    except Exception as err:  # noqa: BLE001 - MLflow wraps requests' errors in its own types
+        if unreachable(err):
+            raise server_unreachable(uri, err, results_dir) from None
+        raise
+
+
 def client(uri: str):
-    """A cached `MlflowClient` for `uri` (imports mlflow lazily)."""
+    """A cached `MlflowClient` for `uri` (imports mlflow lazily); a server URI gets bounded timeouts and retries
+    (`HTTP_DEFAULTS`, unless the environment sets them)."""
     if uri not in _client_cache:
         import logging
+
+        if uri.startswith(("http://", "https://")):
+            for key, value in HTTP_DEFAULTS.items():
+                os.environ.setdefault(key, value)
 
         from mlflow.tracking import MlflowClient
 

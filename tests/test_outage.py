@@ -1,0 +1,105 @@
+"""A tracking server that does not answer: one line and exit code 3 within seconds, whether it is dead before the
+command or goes away in the middle of it; what was computed stays in the eval cache, and the same command recorded
+once the server is back does no model work again."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+from harness.evals import backends
+from harness.evals import run as eval_run
+from harness.tracking import store
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def _mlflow_server(folder: Path, port: int):
+    """A real ``mlflow server`` (sqlite backend, proxied artifacts) on 127.0.0.1, stopped by its pid."""
+    log = open(folder / f"server-{port}.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
+                             f"sqlite:///{folder / 'server.db'}", "--artifacts-destination", str(folder / "artifacts"),
+                             "--serve-artifacts", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+                            stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as reply:
+                    if reply.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"mlflow server did not come up: {Path(log.name).read_text()[-2000:]}")
+            time.sleep(0.5)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        log.close()
+
+
+def _eval(tiny_checkpoint, results: Path) -> list[str]:
+    return ["eval", "--model", str(tiny_checkpoint), "--suite", "tiny", "--limit", "3", "--results", str(results)]
+
+
+def test_dead_server_is_one_line_exit_3_before_any_model_work(tiny_checkpoint, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{_free_port()}")  # nothing listens there
+    monkeypatch.setattr(backends, "create", lambda *a, **k: pytest.fail("the model must not load"))
+    start = time.monotonic()
+    assert main(_eval(tiny_checkpoint, tmp_path / "results")) == 3
+    assert time.monotonic() - start < 60
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "does not answer" in err[0] and "127.0.0.1" in err[0]
+
+
+def test_server_gone_mid_eval_keeps_the_work_and_a_rerun_records_it(tiny_checkpoint, tmp_path, monkeypatch, capsys):
+    port, results = _free_port(), tmp_path / "results"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
+    store._client_cache.clear()
+    real_record = eval_run.record
+    with _mlflow_server(tmp_path, port) as server:
+        def record_after_outage(*args, **kwargs):
+            server.terminate()  # the server goes away after the compute, before the record
+            server.wait(timeout=30)
+            return real_record(*args, **kwargs)
+
+        monkeypatch.setattr(eval_run, "record", record_after_outage)
+        start = time.monotonic()
+        assert main(_eval(tiny_checkpoint, results)) == 3
+        assert time.monotonic() - start < 90
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "does not answer" in err[-1] and str(results) in err[-1]
+    assert len(list((results / "eval_cache").glob("*.json"))) == 7  # every task's output kept locally
+
+    monkeypatch.setattr(eval_run, "record", real_record)
+    monkeypatch.setattr(backends, "create", lambda *a, **k: pytest.fail("finished work must not be redone"))
+    store._client_cache.clear()
+    with _mlflow_server(tmp_path, port):
+        assert main(_eval(tiny_checkpoint, results)) == 0
+        runs = store.search_runs(store.tracking_uri(results), "harness")
+        evals = runs[runs["tags.harness.kind"] == "eval"]
+        assert list(evals["status"]) == ["FINISHED"]
+        assert "metrics.overall/score" in evals
+    store._client_cache.clear()
