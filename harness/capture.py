@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Iterator, TextIO
 
 from harness import console
+from harness.errors import first_line
 
 _current: list[_Log] = []  # the open session's log
 
@@ -133,7 +134,7 @@ def crash() -> Path | None:
     log = _current[-1]
     log.write(traceback.format_exc())
     path = log.path or log.open(Path(tempfile.gettempdir()))
-    first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    first = first_line(err, "")
     console.info(f"harness: error: unexpected {kind.__name__}" + (f": {first}" if first else "")
                  + f" (traceback in {path})")
     return path

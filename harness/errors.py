@@ -20,3 +20,12 @@ class ServerUnreachable(HarnessError):
     """The MLflow tracking server did not answer (refused, timed out, gone mid-command). Exit code 3."""
 
     exit_code = 3
+
+
+def first_line(err: BaseException, default: str | None = None) -> str:
+    """The first line of an exception's message, for a one-line error; `default` (else the exception's type name)
+    when the message is empty."""
+    text = str(err).strip()
+    if text:
+        return text.splitlines()[0]
+    return type(err).__name__ if default is None else default

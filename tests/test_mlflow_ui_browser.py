@@ -12,16 +12,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from harness.tracking import schema, store
+from mlflow_server import mlflow_server
 
 pytestmark = pytest.mark.slow
 
@@ -32,35 +29,8 @@ DOCS_PICTURE = Path(__file__).resolve().parents[1] / "docs" / "mlflow-ui.png"
 @pytest.fixture(scope="module")
 def server(quick_pipeline, tmp_path_factory):
     """``mlflow server`` on the pipeline's store (artifacts where the store keeps them), on a free local port."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = open(tmp_path_factory.mktemp("mlflow_server") / "server.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
-                             store.tracking_uri(quick_pipeline), "--host", "127.0.0.1", "--port", str(port),
-                             "--workers", "1"], stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/health", timeout=2) as reply:
-                    if reply.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"mlflow server did not come up: {Path(log.name).read_text()[-2000:]}")
-            time.sleep(0.5)
+    with mlflow_server(store.tracking_uri(quick_pipeline), tmp_path_factory.mktemp("mlflow_server")) as (_, base):
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def _runs(results: Path):

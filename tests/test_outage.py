@@ -4,11 +4,7 @@ once the server is back does no model work again."""
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -18,46 +14,18 @@ from harness.cli import main
 from harness.evals import backends
 from harness.evals import run as eval_run
 from harness.tracking import store
+from mlflow_server import free_port, mlflow_server
 
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def _mlflow_server(folder: Path, port: int):
-    """A real ``mlflow server`` (sqlite backend, proxied artifacts) on 127.0.0.1, stopped by its pid."""
-    log = open(folder / f"server-{port}.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
-                             f"sqlite:///{folder / 'server.db'}", "--artifacts-destination", str(folder / "artifacts"),
-                             "--serve-artifacts", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-                            stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as reply:
-                    if reply.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"mlflow server did not come up: {Path(log.name).read_text()[-2000:]}")
-            time.sleep(0.5)
+    """The test's server: a sqlite backend with proxied artifacts, always on the same port (a restart is the same
+    server)."""
+    with mlflow_server(f"sqlite:///{folder / 'server.db'}", folder, "--artifacts-destination",
+                       str(folder / "artifacts"), "--serve-artifacts", port=port) as (proc, _):
         yield proc
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        log.close()
 
 
 def _eval(tiny_checkpoint, results: Path) -> list[str]:
@@ -65,7 +33,7 @@ def _eval(tiny_checkpoint, results: Path) -> list[str]:
 
 
 def test_dead_server_is_one_line_exit_3_before_any_model_work(tiny_checkpoint, tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{_free_port()}")  # nothing listens there
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")  # nothing listens there
     monkeypatch.setattr(backends, "create", lambda *a, **k: pytest.fail("the model must not load"))
     start = time.monotonic()
     assert main(_eval(tiny_checkpoint, tmp_path / "results")) == 3
@@ -75,7 +43,7 @@ def test_dead_server_is_one_line_exit_3_before_any_model_work(tiny_checkpoint, t
 
 
 def test_server_gone_mid_eval_keeps_the_work_and_a_rerun_records_it(tiny_checkpoint, tmp_path, monkeypatch, capsys):
-    port, results = _free_port(), tmp_path / "results"
+    port, results = free_port(), tmp_path / "results"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
     store._client_cache.clear()
     real_record = eval_run.record

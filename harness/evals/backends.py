@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from harness.config import EvalConfig
-from harness.errors import HarnessError
+from harness.errors import HarnessError, first_line
 
 CHAT_ONLY = {"local-chat-completions"}
 
@@ -60,7 +60,7 @@ def create(cfg: EvalConfig, model: str, trust_remote_code: bool = False):
     try:
         return registry.get_model(name).create_from_arg_obj(args, extra_arguments(cfg))
     except (OSError, ValueError, ImportError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = first_line(err)
         raise HarnessError(f"model {model!r} could not be loaded by lm-eval's {name} backend: {first}") from None
 
 

@@ -24,7 +24,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -109,5 +109,5 @@ def code_eval() -> None:
                            f"evaluate.load('code_eval')\"`, then copy that folder here (or point HF_MODULES_CACHE at "
                            f"a copy)") from None
     except Exception as err:  # noqa: BLE001 - evaluate's own errors: name them
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = first_line(err)
         raise HarnessError(f"evaluate's code_eval metric could not be loaded: {first}") from None

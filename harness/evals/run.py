@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from harness import console
 from harness.config import EvalConfig
-from harness.errors import HarnessError
+from harness.errors import HarnessError, first_line
 from harness.evals import backends, cache, checks, local_data, repeats
 from harness.evals import suite as suites
 from harness.evals.record import record
@@ -132,7 +132,7 @@ def _build(tm, plan: _Plan, cfg: EvalConfig, lm_args: dict) -> None:
     except HarnessError:
         raise
     except Exception as err:  # noqa: BLE001 - a broken task YAML or data file raises anything; name the task
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = first_line(err)
         raise HarnessError(f"task {entry.task!r} could not be loaded: {first}") from None
     tasks, groups = loaded["tasks"], loaded.get("groups") or {}
     backends.check_tasks(cfg, entry.task, {t.OUTPUT_TYPE for t in tasks.values()}, entry.apply_chat_template)
@@ -268,7 +268,7 @@ def _run_call(lm, call: list[_Plan], cfg: EvalConfig, tm) -> list[dict]:
 
         names = ", ".join(dict.fromkeys(plan.entry.task for plan in call))
         logging.getLogger(__name__).exception("lm-eval failed while running %s", names)
-        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        first = first_line(err, "")
         log = capture.log_path()
         raise HarnessError(f"lm-eval failed while running {names}: {type(err).__name__}"
                            + (f": {first}" if first else "") + (f" (traceback in {log})" if log else "")) from None

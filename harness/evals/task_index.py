@@ -7,6 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from harness.errors import first_line
+
 
 def leaves(task_manager, name: str) -> dict[str, tuple[Mapping[str, Any], Path | None]]:
     """Every leaf task under `name` (a task, group or tag of lm-eval's index) → ``(config, folder)``: its indexed YAML
@@ -71,7 +73,7 @@ def _parse_error(path: Path, err: Exception) -> str:
         context = getattr(err, "context", None)
         where = mark.name if mark.name and not mark.name.startswith("<") else str(path)
         return f"{where} line {mark.line + 1}: {problem}" + (f" ({context})" if context else "")
-    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    first = first_line(err)
     return f"{path}: {first}"
 
 

@@ -13,7 +13,7 @@ import os
 import re
 from pathlib import Path
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, first_line
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
 _MLFLOW_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/")
@@ -73,7 +73,7 @@ def load(spec: str, *, trust_remote_code: bool = False, dtype: str = "float32", 
             source, dtype=getattr(torch, dtype), use_safetensors=True, trust_remote_code=trust_remote_code
         )
     except Exception as err:  # noqa: BLE001 - corrupt files raise OSError, ValueError, SafetensorError, ...
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = first_line(err)
         raise HarnessError(f"model {spec!r} could not be loaded: {first}") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

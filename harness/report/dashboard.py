@@ -219,14 +219,12 @@ def _nightly_section(runs: "pd.DataFrame") -> dict | None:
 
 
 def _samples_section(suite: str, board: "pd.DataFrame", results_dir, per_task: int) -> dict | None:
-    import pandas as pd
-
     from harness.tracking import store
 
     if per_task <= 0:
         return None
     picked = board.head(MAX_SAMPLED)
-    tasks: dict[str, pd.DataFrame] = {}
+    tasks: dict[str, "pd.DataFrame"] = {}
     for _, row in picked.iterrows():
         lm_eval = store.read(row["run_id"], schema.LM_EVAL_RESULTS, results_dir)
         for task in lm_eval.get("n-samples") or {}:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
-from harness.errors import HarnessError, ServerUnreachable
+from harness.errors import HarnessError, ServerUnreachable, first_line
 from harness.tracking import schema
 from harness.tracking.schema import Artifact, Kind, TaskData
 
@@ -135,11 +135,6 @@ def ui_url(experiment_id: str, base: str = "http://127.0.0.1:5000") -> str:
     (``workflowType=machine_learning``, the sidebar's "Model training" switch, which the browser then remembers).
     """
     return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
-
-
-def sanitize_metric_name(name: str) -> str:
-    """MLflow-safe metric name (`harness.tracking.schema.key`)."""
-    return schema.key(name)
 
 
 def _finite(value: Any) -> float | None:
@@ -446,7 +441,7 @@ def download_model(model_uri: str, results_dir: str | os.PathLike | None = None)
     except HarnessError:
         raise
     except Exception as err:  # noqa: BLE001 - MLflow raises many types; the user needs one line
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = first_line(err)
         raise HarnessError(f"model {model_uri!r} not found in the MLflow store {uri}: {first}") from None
     return local
 
@@ -503,7 +498,7 @@ def read(run_id: str, artifact: Artifact, results_dir: str | os.PathLike | None 
                 run_id=run_id, artifact_path=artifact.path, dst_path=tmp, tracking_uri=uri))
             return _parse(local, artifact.format)
         except Exception as err:  # noqa: BLE001 - MLflow and the parsers raise many types; the user needs one line
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            first = first_line(err)
             raise HarnessError(f"run {run_id}: no readable artifact {artifact.path!r} ({first})") from None
 
 

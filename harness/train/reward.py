@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, first_line
 from harness.train.common import StageResult, quiet_progress, trainer_history, trl_common
 from harness.train.datasets import dpo_rows
 
@@ -54,7 +54,7 @@ def load_reward_model(spec: str, *, trust_remote_code: bool = False):
             source, dtype=torch.float32, use_safetensors=True, trust_remote_code=trust_remote_code
         )
     except (OSError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = first_line(err)
         raise HarnessError(f"reward model {spec!r} could not be loaded: {first}") from None
     if model.config.num_labels != 1:
         raise HarnessError(f"reward model {spec!r} has {model.config.num_labels} labels; a reward model has one")
@@ -145,7 +145,7 @@ def train(
             model=resolve(init), args=args, train_dataset=Dataset.from_list(train_rows), processing_class=tokenizer
         )
     except (OSError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = first_line(err)
         raise HarnessError(f"reward model init {init!r} could not be loaded: {first}") from None
     with quiet_progress(trainer, "train reward model"):
         trainer.train()
