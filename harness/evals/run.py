@@ -102,12 +102,13 @@ def _plans(entry: suites.Entry, tm, cfg: EvalConfig, results_dir, model_hash: st
     found = local_data.sources(tm, entry.task, root=data_root, entry_data=entry.data)
     settings = {k: v for k, v in entry.settings().items() if k not in ("repeats", "pass_at")}  # not lm-eval's
     settings["limit"] = entry.limit if entry.limit is not None else cfg.limit
+    tasks = cache.task_material(tm, entry.task)
     plans = []
     for r in range(entry.repeats):
         material = {
             "model": model_hash,
             "task": entry.task,
-            "tasks": cache.task_material(tm, entry.task),
+            "tasks": tasks,
             "data": {task: source.digest for task, source in found.items()},
             "settings": settings | ({"repeat": r} if entry.repeats > 1 else {}),
             "backend": [lm_name, {k: v for k, v in lm_args.items() if k not in {"pretrained", "model"}}],
