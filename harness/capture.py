@@ -47,8 +47,11 @@ class _Log:
     def write(self, text: str) -> None:
         with self._lock:
             if self._file is not None:
-                self._file.write(text)
-                self._file.flush()
+                try:
+                    self._file.write(text)
+                    self._file.flush()
+                except OSError:  # a full disk: the log stops here, the command still ends in one line
+                    self._drop()
             elif self._pending is not None:
                 self._pending.append(text)
 
@@ -67,10 +70,21 @@ class _Log:
                 fd, name = tempfile.mkstemp(prefix=f"harness-{self.command}-{stamp}-", suffix=".log")
                 path, self._file = Path(name), os.fdopen(fd, "a", encoding="utf-8", errors="backslashreplace")
             self.path = path
-            self._file.write("".join(self._pending or ()))
-            self._file.flush()
+            try:
+                self._file.write("".join(self._pending or ()))
+                self._file.flush()
+            except OSError:  # a full disk
+                self._drop()
             self._pending = None
             return path
+
+    def _drop(self) -> None:
+        """Stop logging (the disk is full): close the file, whose unwritten buffer is lost."""
+        file, self._file = self._file, None
+        try:
+            file.close()
+        except OSError:
+            pass
 
     def close(self, keep: bool) -> None:
         """Close the file; a log never given a folder is dropped, or kept in the temp folder when `keep`."""
@@ -78,7 +92,7 @@ class _Log:
             self.open(Path(tempfile.gettempdir()))
         with self._lock:
             if self._file is not None:
-                self._file.close()
+                self._drop()
             self._file, self._pending = None, None
 
 

@@ -12,6 +12,7 @@ and are checked as they are set, and each section's `check()` holds the rules be
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -34,6 +35,31 @@ JudgeKind = Literal["verifier", "reward-model", "llm"]
 ArenaMode = Literal["round-robin", "baseline"]
 
 
+_DEVICE = re.compile(r"^(cpu|cuda|mps|xpu|npu|hpu|meta)(:\d+)?$")
+
+
+def check_device(value: str | None, key: str) -> None:
+    """A torch device string (``cpu``, ``cuda``, ``cuda:1``, ``mps``...) or None; whether this machine has it is
+    checked when the command starts (`harness.models.load.check_device`)."""
+    if value is not None and not _DEVICE.match(value):
+        raise HarnessError(f"config key {key}: {value!r} is not a torch device (valid: cpu, cuda, cuda:N, mps, "
+                           "xpu, or null for cuda when available, else cpu)")
+
+
+def check_model_name(value: str, key: str) -> None:
+    """A registered-model name as MLflow accepts it: not empty, no '/' or ':'."""
+    if not value.strip() or "/" in value or ":" in value:
+        raise HarnessError(f"config key {key}: {value!r} is not a registered-model name (valid: a non-empty name "
+                           "without '/' or ':')")
+
+
+def check_experiment(value: str, key: str) -> None:
+    """An MLflow experiment name: 1 to 500 characters."""
+    if not value or len(value) > 500:
+        raise HarnessError(f"config key {key}: {value!r} is not an MLflow experiment name (valid: 1 to 500 "
+                           "characters)")
+
+
 @dataclass
 class RunConfig(Section):
     where = "run"
@@ -44,6 +70,14 @@ class RunConfig(Section):
     registered_model: str = option("harness-embedded", "MLflow registered-model name for the stage checkpoints.")
     price_per_hour: float = option(2.0, "Price of one accelerator-hour (USD) for cost estimates.", ge=0)
     threads: int = option(1, "torch CPU threads per process (1 is fastest on a shared 2-core machine).", ge=1)
+
+    def check(self) -> None:
+        if not self.name.strip():
+            raise HarnessError("config key run.name: '' is empty (valid: a name for the parent MLflow run)")
+        if not self.results.strip():
+            raise HarnessError("config key run.results: '' is empty (valid: a folder)")
+        check_experiment(self.experiment, "run.experiment")
+        check_model_name(self.registered_model, "run.registered_model")
 
 
 @dataclass
@@ -142,7 +176,8 @@ class EvalConfig(Section):
                                      "wins).", ge=1)
     backend: Backend = option("hf", "lm-eval model backend: hf (default), vllm or local-chat-completions.")
     backend_args: dict = option({}, "Extra lm-eval model_args for the backend (e.g. base_url for local-chat-completions).")
-    cache: bool = option(True, "Reuse cached results for an unchanged checkpoint, task version and settings.")
+    cache: bool = option(True, "Reuse cached results for an unchanged checkpoint, task version and settings, and "
+                               "the answers an interrupted lm-eval call had given (lm-eval's request cache).")
     device: str | None = option(None, "torch device for the hf backend (None: cuda when available, else cpu).")
     bootstrap_iters: int = option(100000, "lm-eval bootstrap rounds for the stderr of non-mean metrics (0: none).",
                                   ge=0)
@@ -151,6 +186,7 @@ class EvalConfig(Section):
                                 "resumes task by task. 0: one call per task.", ge=0)
 
     def check(self) -> None:
+        check_device(self.device, "eval.device")
         if self.backend == "local-chat-completions" and not self.backend_args.get("base_url"):
             raise HarnessError("config key eval.backend_args: eval backend local-chat-completions needs "
                                "eval.backend_args.base_url (e.g. http://127.0.0.1:8000/v1/chat/completions)")
@@ -217,6 +253,7 @@ class ArenaConfig(Section):
     llm: LLMJudgeConfig = nested(LLMJudgeConfig, "The LLM judge: endpoint, model, key variable, limits and prices.")
 
     def check(self) -> None:
+        check_device(self.device, "arena.device")
         if self.enabled and self.judge == "llm" and not (self.llm.base_url and self.llm.model):
             raise HarnessError("config key arena.llm.base_url: the llm judge needs an endpoint: set arena.llm.base_url "
                                "and arena.llm.model (or --judge-base-url URL --judge-model NAME)")

@@ -26,7 +26,7 @@ from dataclasses import field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, not_utf8
 
 _BOUNDS = {"gt": (">", operator.gt), "ge": (">=", operator.ge), "lt": ("<", operator.lt), "le": ("<=", operator.le)}
 
@@ -196,10 +196,14 @@ def _apply(obj: Any, data: Any, where: str) -> None:
 def _read_yaml(path: Path) -> dict:
     import yaml
 
+    if path.is_dir():
+        raise HarnessError(f"config file {str(path)!r} is a folder; name a YAML file")
     if not path.is_file():
         raise HarnessError(f"config file {str(path)!r} not found")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise not_utf8("config file", path, err) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = f" at line {mark.line + 1}" if mark else ""

@@ -129,11 +129,13 @@ def _run_stage(
                        cost[schema.COST["flops"]], run.run_id)
 
 
-def run_pipeline(cfg: Config) -> PipelineResult:
+def run_pipeline(cfg: Config, *, resume: bool = False) -> PipelineResult:
     """Run the configured stages with evaluation and the arena, all recorded under one MLflow parent run.
 
     Args:
         cfg: the resolved configuration.
+        resume: continue the newest unfinished pipeline run of ``cfg.run.name`` under its own parent run, from its
+            first unfinished stage (`harness.resume`); its finished stages and evals are read back, not redone.
 
     Returns:
         The pipeline's result (parent run id, per-stage records, eval and arena results).
@@ -151,11 +153,20 @@ def run_pipeline(cfg: Config) -> PipelineResult:
     ckpt_root = results / "checkpoints" / cfg.run.name
     ckpt_root.mkdir(parents=True, exist_ok=True)
     tags = provenance.tags(cfg.run.seed)
+    done = None
+    if resume:
+        from harness import resume as resuming
+
+        done = resuming.find(cfg, [s for s in STAGES if _stage_cfg(cfg, s).enabled])
+        console.info(f"resuming pipeline run {done.run_id}: "
+                     + (f"stages {', '.join(done.stages)} done" if done.stages else "no stage finished"))
     with store.run(cfg.run.name, schema.Kind.PIPELINE, experiment=cfg.run.experiment, results_dir=results,
-                   tags=tags) as parent:
+                   tags={**tags, **(schema.tags(resumed=done.resumed) if done else {})},
+                   reopen=done.run_id if done else None) as parent:
         out = PipelineResult(parent.run_id, parent.uri, parent.experiment_id)
-        parent.log_params(store.flatten(to_dict(cfg)))
-        parent.write(schema.CONFIG, to_dict(cfg))
+        if done is None:
+            parent.log_params(store.flatten(to_dict(cfg)))
+            parent.write(schema.CONFIG, to_dict(cfg))
         previous: str | None = None
         for stage in STAGES:
             stage_cfg = _stage_cfg(cfg, stage)
@@ -163,10 +174,16 @@ def run_pipeline(cfg: Config) -> PipelineResult:
                 console.info(f"stage {stage}: skipped")
                 continue
             init = None if stage == "base" else (stage_cfg.init or previous)
-            record = _run_stage(stage, cfg, init, parent, ckpt_root, tags)
+            if done and stage in done.stages:
+                record = StageRecord(**done.stages[stage])
+                console.info(f"stage {stage}: done in run {record.run_id} ({record.checkpoint})")
+            else:
+                record = _run_stage(stage, cfg, init, parent, ckpt_root, tags)
             out.stages.append(record)
             previous = record.checkpoint
-            if cfg.eval.enabled:
+            if done and stage in done.evals:
+                out.evals[stage] = done.evals[stage]
+            elif cfg.eval.enabled:
                 from harness.evals import evaluate
 
                 out.evals[stage] = evaluate(

@@ -18,7 +18,31 @@ def add_parsers(sub) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config key, e.g. --set sft.learning_rate=1e-4 (repeatable)")
     p.add_argument("--results", metavar="DIR", help="output folder (default: results)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the newest unfinished (killed, failed) pipeline run of run.name under its own "
+                   "parent run, at its first unfinished stage; the config must be the same")
     p.set_defaults(func=_run)
+
+
+def _preflight(cfg) -> None:
+    """What the pipeline reads only after training, read before it: the eval suite and its task names, the arena's
+    prompt set and, for the verifier judge, the columns it grades with; the reward model a judge names."""
+    if cfg.eval.enabled:
+        from harness.evals import suite as suites
+
+        suites.check_tasks(suites.load(cfg.eval.suite))  # lm-eval's task index, built once: the evals reuse it
+    if cfg.arena.enabled:
+        from harness.arena.prompts import read_prompts
+
+        prompts = read_prompts(cfg.arena.prompt_file, cfg.arena.prompts)
+        if cfg.arena.judge == "verifier":
+            from harness.arena.judges import VerifierJudge
+
+            VerifierJudge().check(prompts)
+        elif cfg.arena.judge == "reward-model" and cfg.arena.reward_model.path:
+            from harness.models.load import resolve
+
+            resolve(cfg.arena.reward_model.path)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -27,7 +51,18 @@ def _run(args: argparse.Namespace) -> int:
     from harness.runner import run_pipeline, summary
 
     cfg = load_config(args.config, args.overrides, quick=args.quick, flags={"run": {"results": args.results}})
+    from harness import storage
+
+    storage.writable_dir(cfg.run.results, "results folder")  # checkpoints, caches, logs: before any training
+    if cfg.eval.enabled:
+        storage.writable_dir(f"{cfg.run.results}/eval_cache", "eval cache")
+    from harness.models.load import check_device
+
+    for section in ("eval", "arena"):
+        if getattr(cfg, section).enabled:
+            check_device(getattr(cfg, section).device, f"{section}.device")
+    _preflight(cfg)
     capture.log_to(cfg.run.results)
-    result = run_pipeline(cfg)
+    result = run_pipeline(cfg, resume=args.resume)
     console.result(summary(result))
     return 0

@@ -44,6 +44,22 @@ def quick_pipeline(tmp_path_factory) -> Path:
     return results
 
 
+@pytest.fixture()
+def no_model_work(monkeypatch):
+    """Loading a model for lm-eval or the arena, or starting the pipeline's training, fails the test: for inputs
+    that must be refused before any model work."""
+    from harness import runner
+    from harness.evals import backends
+    from harness.models import load
+
+    def reached(*args, **kwargs):
+        pytest.fail("model work started for an input that must be refused first")
+
+    monkeypatch.setattr(backends, "create", reached)
+    monkeypatch.setattr(load, "load", reached)
+    monkeypatch.setattr(runner, "run_pipeline", reached)
+
+
 @pytest.fixture(scope="session")
 def chromium() -> str:
     """The Chromium binary for the browser tests (installed with apt-get when missing; skips if that fails)."""
@@ -60,3 +76,82 @@ def page(chromium, tmp_path):
     p = Page(chromium, tmp_path / "profile")
     yield p
     p.close()
+
+
+# The team tracking server (tests/postgres.py) and the two stores the team tests run on: "sqlite" (the results
+# folder's own mlflow.db) and "postgres" (the server). Every command on either runs with secrets in its environment
+# that must never reach the store.
+SECRETS = {"OPENAI_API_KEY": "sk-test-4c0ffee5ecret", "HF_TOKEN": "hf_test_7d3adbeefsecret"}
+STORES = ("sqlite", "postgres")
+# `harness run --quick`, smaller still: every stage, eval, arena and registration, in about 45 s.
+SMALL_PIPELINE = ["--quick", "--set", "model.hidden_size=32", "--set", "model.layers=2", "--set", "model.heads=2",
+                  "--set", "pretrain.steps=20", "--set", "pretrain.corpus_lines=1000",
+                  "--set", "sft.examples_per_skill=30", "--set", "dpo.pairs=32", "--set", "rlvr.prompts=8",
+                  "--set", "rlvr.batch_size=8", "--set", "eval.limit=5", "--set", "arena.prompts=4",
+                  "--set", "arena.bootstrap=20"]
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A throwaway PostgreSQL 15 cluster on 127.0.0.1 (installed with apt-get when missing), stopped by its pid."""
+    from postgres import postgres_cluster
+
+    with postgres_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def team_server(postgres, tmp_path_factory):
+    """The README's team tracking server on `postgres`: proxied artifacts, basic auth, a user to work as
+    (`postgres.TeamServer`); stopped by its pid."""
+    from postgres import team_server as start
+
+    with start(postgres, "mlflow", tmp_path_factory.mktemp("team-server")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def store_env(request):
+    """`store_env(name)`: the environment a command on the store `name` runs in (tracking URI and credentials for
+    the team server; none for sqlite), plus `SECRETS` and a tracking password."""
+    def env(name: str) -> dict[str, str | None]:
+        if name == "postgres":
+            return {**SECRETS, **request.getfixturevalue("team_server").env()}
+        return {**SECRETS, "MLFLOW_TRACKING_URI": None, "MLFLOW_TRACKING_PASSWORD": "unused-pw-secret-0a9e"}
+
+    return env
+
+
+def set_env(mp: pytest.MonkeyPatch, env: dict[str, str | None]) -> None:
+    for key, value in env.items():
+        if value is None:
+            mp.delenv(key, raising=False)
+        else:
+            mp.setenv(key, value)
+
+
+@pytest.fixture(params=STORES)
+def tracking(request, store_env, monkeypatch) -> str:
+    """Each store in turn ("sqlite", "postgres"), its environment set for the test."""
+    set_env(monkeypatch, store_env(request.param))
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def store_pipeline(store_env, tmp_path_factory):
+    """`store_pipeline(name)`: the results folder of one `SMALL_PIPELINE` run recorded in the store `name` (run once
+    per session; its checkpoints are registered versions of harness-embedded there)."""
+    from harness.cli import main
+
+    done: dict[str, Path] = {}
+
+    def pipeline(name: str) -> Path:
+        if name not in done:
+            results = tmp_path_factory.mktemp(f"pipeline-{name}")
+            with pytest.MonkeyPatch.context() as mp:
+                set_env(mp, store_env(name))
+                assert main(["run", *SMALL_PIPELINE, "--results", str(results)]) == 0
+            done[name] = results
+        return done[name]
+
+    return pipeline

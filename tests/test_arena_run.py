@@ -113,10 +113,16 @@ def test_bad_prompt_file_is_a_one_line_error(tiny_checkpoint, tmp_path, capsys):
 
 
 def test_model_that_cannot_load_keeps_finished_answers(tiny_checkpoint, tmp_path, capsys):
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    # Whole safetensors files (a cut or garbled one is refused before any model loads) whose tensors do not fit
+    # the model: loading fails after the good model has answered.
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "config.json").write_text((Path(tiny_checkpoint) / "config.json").read_text())
-    (broken / "model.safetensors").write_bytes(b"not a safetensors file")
+    names = load_file(Path(tiny_checkpoint) / "model.safetensors")
+    save_file({name: torch.zeros(1) for name in names}, broken / "model.safetensors", metadata={"format": "pt"})
     results = tmp_path / "results"
     code = main(["arena", "--models", f"good={tiny_checkpoint}", f"broken={broken}", "--limit", "4",
                  "--results", str(results), "--set", "arena.max_new_tokens=4"])

@@ -61,14 +61,18 @@ def test_inconsistent_config(capsys, tmp_path):
 
 
 def test_failing_stage_leaves_runs_failed_and_no_partial_checkpoint(capsys, tmp_path, tiny_checkpoint):
-    # A folder that passes the up-front checks (config.json, *.safetensors) but whose weights are corrupt:
-    # the SFT stage fails while loading it, inside its MLflow run.
+    # A folder that passes the up-front checks (config.json, whole *.safetensors files) but whose tensors do not fit
+    # the model: the SFT stage fails while loading it, inside its MLflow run.
+    import torch
+    from safetensors.torch import load_file, save_file
+
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "config.json").write_text((tiny_checkpoint / "config.json").read_text())
     for f in tiny_checkpoint.glob("tokenizer*"):
         (broken / f.name).write_bytes(f.read_bytes())
-    (broken / "model.safetensors").write_bytes(b"\x00" * 64)
+    names = load_file(tiny_checkpoint / "model.safetensors")
+    save_file({name: torch.zeros(1) for name in names}, broken / "model.safetensors", metadata={"format": "pt"})
     results = tmp_path / "results"
     err = _one_line_error(
         capsys,

@@ -39,8 +39,11 @@ def results(quick_pipeline, tmp_path_factory) -> Path:
         b.close()
     shutil.copytree(quick_pipeline / "eval_cache", out / "eval_cache")
     sft = str(quick_pipeline / "checkpoints" / "embedded" / "sft")
+    twin = out / "sft-twin"  # the same weights, another checkpoint to the nightly (which refuses one against itself)
+    shutil.copytree(sft, twin)
+    (twin / "NOTE.txt").write_text("a copy of sft: the same weights, another content hash\n")
     assert main(["nightly", "--suite", "tiny", "--results", str(out), "--set", "eval.limit=40",
-                 "--candidate", sft, "--baseline", sft]) == 0
+                 "--candidate", sft, "--baseline", str(twin)]) == 0
     _log_hostile_eval_run(out)
     return out
 

@@ -40,7 +40,14 @@ def test_loader_errors_are_one_line(tmp_path):
     (empty / "config.json").write_text("{}")
     with pytest.raises(HarnessError, match="safetensors"):
         resolve(str(empty))
-    (empty / "model.safetensors").write_bytes(b"not weights")
+    (empty / "model.safetensors").write_bytes(b"not weights")  # refused when resolved, before anything loads
+    with pytest.raises(HarnessError) as err:
+        load(str(empty))
+    assert "\n" not in str(err.value) and "model.safetensors is truncated or corrupt" in str(err.value)
+    import torch
+    from safetensors.torch import save_file
+
+    save_file({"x": torch.zeros(2)}, empty / "model.safetensors")  # whole, but no model transformers knows
     with pytest.raises(HarnessError) as err:
         load(str(empty))
     assert "\n" not in str(err.value) and "could not be loaded" in str(err.value)

@@ -48,6 +48,18 @@ def ckpt(quick_pipeline):
     return lambda stage: str(quick_pipeline / "checkpoints" / "embedded" / stage)
 
 
+@pytest.fixture(scope="module")
+def twin(results, ckpt, tmp_path_factory) -> str:
+    """A checkpoint that scores exactly as the pipeline's sft but is another checkpoint to the nightly (which refuses
+    a checkpoint against itself): a copy with a note file, so its content hash differs. Evaluated once here, so
+    that the nightlies find both sides in the eval cache."""
+    folder = tmp_path_factory.mktemp("twin") / "sft-twin"
+    shutil.copytree(ckpt("sft"), folder)
+    (folder / "NOTE.txt").write_text("a copy of sft: the same weights, another content hash\n")
+    assert main(["eval", "--model", str(folder), "--suite", "tiny", "--results", str(results), *LIMIT]) == 0
+    return str(folder)
+
+
 def _nightly(results: Path, *args: str) -> int:
     return main(["nightly", "--suite", "tiny", "--results", str(results), *LIMIT, *args])
 
@@ -99,8 +111,8 @@ def test_base_against_rlvr_reports_the_tasks_that_dropped(results, ckpt, capsys)
         assert run[key.replace("metrics.delta/", "metrics.p_adjusted/")] <= 0.05
 
 
-def test_identical_models_pass_and_the_mlflow_record_lines_up_with_eval_runs(results, ckpt, capsys):
-    assert _nightly(results, "--candidate", ckpt("sft"), "--baseline", ckpt("sft")) == 0
+def test_identical_models_pass_and_the_mlflow_record_lines_up_with_eval_runs(results, ckpt, twin, capsys):
+    assert _nightly(results, "--candidate", ckpt("sft"), "--baseline", twin) == 0
     assert "PASS" in capsys.readouterr().out
     runs = store.search_runs(store.tracking_uri(results), "harness")
     nightly = _nightlies(results).iloc[0]
@@ -128,12 +140,11 @@ def test_identical_models_pass_and_the_mlflow_record_lines_up_with_eval_runs(res
     assert set(table["test"]) == {"mcnemar_exact"} and set(table["verdict"]) == {"no change"}
 
 
-def test_promote_moves_the_alias_only_on_a_pass(results, capsys):
+def test_promote_moves_the_alias_only_on_a_pass(results, twin, capsys):
     uri = store.tracking_uri(results)
     base, rlvr, sft = _version(results, "base"), _version(results, "rlvr"), _version(results, "sft")
     store.set_alias(uri, MODEL, "champion", base)
-    code = _nightly(results, "--candidate", f"models:/{MODEL}/{sft}", "--baseline", f"models:/{MODEL}/{sft}",
-                    "--promote")
+    code = _nightly(results, "--candidate", f"models:/{MODEL}/{sft}", "--baseline", twin, "--promote")
     assert code == 0 and store.model_aliases(MODEL, results)["champion"] == sft
     assert f"promoted: models:/{MODEL}@champion → version {sft}" in capsys.readouterr().out
     assert _nightlies(results).iloc[0]["tags.harness.promoted"].endswith(f"version {sft}")
@@ -155,10 +166,10 @@ def test_promote_needs_a_registered_candidate(results, tmp_path, ckpt, capsys):
     assert len(_nightlies(results)) == before  # nothing evaluated, no run opened
 
 
-def test_last_pass_baseline_reuses_the_passing_nightly_scores(results, ckpt, capsys):
-    assert _nightly(results, "--candidate", ckpt("dpo"), "--baseline", ckpt("dpo")) == 0
+def test_last_pass_baseline_reuses_the_passing_nightly_scores(results, ckpt, twin, capsys):
+    assert _nightly(results, "--candidate", ckpt("sft"), "--baseline", twin) == 0
     passed = _nightlies(results).iloc[0]
-    assert _nightly(results, "--candidate", ckpt("dpo"), "--baseline", "last-pass") == 0
+    assert _nightly(results, "--candidate", ckpt("sft"), "--baseline", "last-pass") == 0
     assert "last pass (" in capsys.readouterr().out
     latest = _nightlies(results).iloc[0]
     assert latest["params.baseline_eval_run"] == passed["tags.harness.candidate_eval_run"]
@@ -198,7 +209,7 @@ def test_no_history_is_one_line_and_exit_2(results, ckpt, capsys):
     assert "no passing nightly of suite 'tiny'" in err and "\n" not in err
 
 
-def test_a_new_suite_version_cannot_be_compared_with_the_last_pass(results, ckpt, tmp_path, capsys):
+def test_a_new_suite_version_cannot_be_compared_with_the_last_pass(results, ckpt, twin, tmp_path, capsys):
     # The same suite name, one task's metadata.version bumped and the other tasks dropped.
     shutil.copytree(SUITES / "tiny", tmp_path / "tiny")
     task = tmp_path / "tiny" / "knowledge" / "knowledge_mc.yaml"
@@ -206,7 +217,7 @@ def test_a_new_suite_version_cannot_be_compared_with_the_last_pass(results, ckpt
     (tmp_path / "tiny.yaml").write_text("task_paths: [tiny]\nlm_eval_tasks: false\n"
                                         "defaults: {num_fewshot: 0, apply_chat_template: true}\n"
                                         "skills:\n  knowledge:\n    - {task: tiny_knowledge_mc, metric: 'acc,none'}\n")
-    assert _nightly(results, "--candidate", ckpt("sft"), "--baseline", ckpt("sft")) == 0  # a pass of tiny as it is
+    assert _nightly(results, "--candidate", ckpt("sft"), "--baseline", twin) == 0  # a pass of tiny as it is
     capsys.readouterr()
     code = main(["nightly", "--suite", str(tmp_path / "tiny.yaml"), "--results", str(results), *LIMIT,
                  "--candidate", ckpt("sft"), "--baseline", "last-pass"])
@@ -220,12 +231,12 @@ def test_a_new_suite_version_cannot_be_compared_with_the_last_pass(results, ckpt
     assert nightly["tags.harness.verdict"] == "cannot-compare" and nightly["metrics.nightly/metrics"] == 0
 
 
-def test_config_file_sets_the_correction_and_minimum_effects(results, ckpt, tmp_path, capsys):
+def test_config_file_sets_the_correction_and_minimum_effects(results, ckpt, twin, tmp_path, capsys):
     config = tmp_path / "nightly.yaml"
     config.write_text("correction: bh\nmin_effect: 0.5\nmin_effects: {'tiny_safety_mc/acc,none': 0.01}\n"
                       "eval: {limit: 40}\n")
     code = main(["nightly", "--config", str(config), "--results", str(results), "--candidate", ckpt("sft"),
-                 "--baseline", ckpt("sft")])
+                 "--baseline", twin])
     out = capsys.readouterr().out
     assert code == 0, out
     assert "Benjamini-Hochberg across 7 metrics" in out

@@ -1,6 +1,7 @@
 """A tracking server that does not answer: one line and exit code 3 within seconds, whether it is dead before the
-command or goes away in the middle of it; what was computed stays in the eval cache, and the same command recorded
-once the server is back does no model work again."""
+command or goes away in the middle of it. What was computed is kept in the outbox (recorded by `harness sync`,
+tests/test_sync.py) and in the eval cache: the same command run again once the server is back records it without
+model work, and a sync after that does not record it a second time."""
 
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ def test_dead_server_is_one_line_exit_3_before_any_model_work(tiny_checkpoint, t
     assert time.monotonic() - start < 60
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "does not answer" in err[0] and "127.0.0.1" in err[0]
+    assert "outbox" not in err[0] and not (tmp_path / "results" / "outbox").exists()  # nothing was computed
 
 
 def test_server_gone_mid_eval_keeps_the_work_and_a_rerun_records_it(tiny_checkpoint, tmp_path, monkeypatch, capsys):
@@ -58,7 +60,9 @@ def test_server_gone_mid_eval_keeps_the_work_and_a_rerun_records_it(tiny_checkpo
         assert main(_eval(tiny_checkpoint, results)) == 3
         assert time.monotonic() - start < 90
     err = capsys.readouterr().err.strip().splitlines()
-    assert "does not answer" in err[-1] and str(results) in err[-1]
+    [entry] = [p for p in (results / "outbox").iterdir() if p.is_dir()]
+    assert "does not answer" in err[-1] and f"outbox {entry}" in err[-1] and f"harness sync --results {results}" \
+        in err[-1]
     assert len(list((results / "eval_cache").glob("*.json"))) == 7  # every task's output kept locally
 
     monkeypatch.setattr(eval_run, "record", real_record)
@@ -70,4 +74,10 @@ def test_server_gone_mid_eval_keeps_the_work_and_a_rerun_records_it(tiny_checkpo
         evals = runs[runs["tags.harness.kind"] == "eval"]
         assert list(evals["status"]) == ["FINISHED"]
         assert "metrics.overall/score" in evals
+        assert main(["sync", "--results", str(results)]) == 0  # the rerun recorded what the outbox held
+        out = capsys.readouterr().out
+        assert f"already recorded: eval eval-base-tiny is run {evals.run_id.iloc[0]}" in out
+        runs = store.search_runs(store.tracking_uri(results), "harness")
+        assert list(runs[runs["tags.harness.kind"] == "eval"]["status"]) == ["FINISHED"]
+        assert not [p for p in (results / "outbox").iterdir() if p.is_dir()]
     store._client_cache.clear()

@@ -247,11 +247,15 @@ def _reward_model(init: str, rm: RewardModelConfig, results_dir: Path, pairs_see
     print(f"arena reward model: training from {init} on {rm.pairs} preference pairs", file=out)
     tmp = folder.with_name(folder.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
-    result = reward.train(init, tmp, pairs=rm.pairs, seed=pairs_seed, epochs=rm.epochs, batch_size=rm.batch_size,
-                          learning_rate=rm.learning_rate)
-    metrics = {**result.extra_metrics, "reward_model/train_seconds": result.seconds,
-               "reward_model/train_tokens": float(result.tokens)}
-    (tmp / "heldout_metrics.json").write_text(json.dumps(metrics))
+    try:
+        result = reward.train(init, tmp, pairs=rm.pairs, seed=pairs_seed, epochs=rm.epochs,
+                              batch_size=rm.batch_size, learning_rate=rm.learning_rate)
+        metrics = {**result.extra_metrics, "reward_model/train_seconds": result.seconds,
+                   "reward_model/train_tokens": float(result.tokens)}
+        (tmp / "heldout_metrics.json").write_text(json.dumps(metrics))
+    except BaseException:  # a full disk, Ctrl-C: no half-written folder left behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     shutil.rmtree(folder, ignore_errors=True)
     tmp.rename(folder)
     return str(folder), metrics

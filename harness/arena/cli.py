@@ -76,12 +76,19 @@ def _run(args: argparse.Namespace) -> int:
     }
     cfg = load_config(args.config, args.overrides, flags=flags)
     models = _named(args.models)
+    from harness import storage
+
+    storage.writable_dir(cfg.run.results, "results folder")
+    if cfg.arena.cache:
+        storage.writable_dir(f"{cfg.run.results}/cache/arena", "arena cache")
 
     import torch
 
     from harness import capture, console
     from harness.arena.arena import run_arena
+    from harness.models.load import check_device
 
+    check_device(cfg.arena.device, "arena.device")
     capture.log_to(cfg.run.results)
     torch.set_num_threads(cfg.run.threads)
     result = run_arena(models, cfg=cfg.arena, results_dir=cfg.run.results, seed=cfg.run.seed,

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, not_utf8
 from harness.resources import resource_path
 
 TINY_PROMPTS = resource_path("suites", "arena", "tiny.jsonl")
@@ -52,6 +52,13 @@ def _check_row(row: Any, where: str) -> dict[str, Any]:
         raise HarnessError(f"{where}: expected a JSON object with id and prompt (or messages)")
     if "id" not in row or row["id"] in (None, ""):
         raise HarnessError(f"{where}: missing field 'id'; every prompt needs id and prompt (or messages)")
+    if not isinstance(row["id"], (str, int)) or isinstance(row["id"], bool):
+        raise HarnessError(f"{where}: field 'id' must be a string or a whole number, got {row['id']!r}")
+    if row.get("skill") is not None and not isinstance(row["skill"], str):
+        raise HarnessError(f"{where}: field 'skill' must be a string, got {row['skill']!r}")
+    if isinstance(row.get("reference"), (list, dict, bool)):
+        raise HarnessError(f"{where}: field 'reference' must be a string (the reference answer), got "
+                           f"{row['reference']!r}")
     has_prompt, has_messages = "prompt" in row, "messages" in row
     if has_prompt == has_messages:
         what = "both 'prompt' and 'messages'" if has_prompt else "missing field 'prompt' (or 'messages')"
@@ -87,7 +94,11 @@ def read_prompts(path: str | Path | None = None, limit: int | None = None) -> li
     if not path.is_file():
         raise HarnessError(f"prompt file {str(path)!r} not found (expected JSONL: id, prompt or messages)")
     rows, seen = [], set()
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise not_utf8("prompt file", path, err) from None
+    for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         where = f"prompt file {str(path)!r} line {lineno}"

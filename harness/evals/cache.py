@@ -5,7 +5,8 @@ from lm-eval's index (``metadata.version``, prompts, generation settings, filter
 files beside that YAML (local data, hooks); the suite entry's settings (few-shot, limit, chat template); the
 backend and its arguments; and the lm-eval version. Reading the key needs no task to be built. A task's output
 is written as soon as its lm-eval call ends (atomically), so re-evaluating an unchanged checkpoint does no model
-work and an interrupted suite resumes at the first unfinished call.
+work and an interrupted suite resumes at the first unfinished call. ``eval_cache/requests/`` holds the request
+caches of calls still in progress (`harness.evals.request_cache`), which let a killed call resume mid-call.
 """
 
 from __future__ import annotations
@@ -105,12 +106,13 @@ def load(results_dir: str | os.PathLike, cache_key: str) -> dict | None:
 def save(results_dir: str | os.PathLike, cache_key: str, material: dict, output: dict) -> dict:
     """Write one task's lm-eval output and return it as it reads back (`normalise`d, serialised only once).
 
-    The rename makes the write all-or-nothing even if the process dies mid-write.
+    The write goes through a temporary file renamed into place (`harness.storage.write_text`): all-or-nothing even
+    if the process dies mid-write, and a failed write (a full disk: `StorageError`) leaves no temporary file.
     """
+    from harness import storage
+
     path = _path(results_dir, cache_key)
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(output, default=_jsonable)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text('{"key": ' + json.dumps(normalise(material)) + ', "output": ' + text + "}")
-    os.replace(tmp, path)
+    storage.write_text(path, '{"key": ' + json.dumps(normalise(material)) + ', "output": ' + text + "}",
+                       "the eval cache entry")
     return json.loads(text)

@@ -73,14 +73,22 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def _eval(args: argparse.Namespace) -> int:
     import json
+    from pathlib import Path
 
     from harness.config import load_config
 
     flags = {"eval": {"limit": args.limit, "cache": False if args.no_cache else None},
              "run": {"results": args.results, "experiment": args.experiment}}
     cfg = load_config(args.config, args.set, flags=flags)  # checked whole before lm-eval, torch or MLflow load
+    from harness import storage
+
+    storage.writable_dir(cfg.run.results, "results folder")  # the --json file is checked by harness.cli
+    storage.writable_dir(Path(cfg.run.results) / "eval_cache", "eval cache")
     import torch
 
+    from harness.models.load import check_device
+
+    check_device(cfg.eval.device, "eval.device")
     torch.set_num_threads(cfg.run.threads)
     from harness import capture, console
     from harness.evals import evaluate
@@ -97,18 +105,18 @@ def _eval(args: argparse.Namespace) -> int:
     )
     console.result(f"{result.summary()}\nMLflow run: {result.run_id}")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result.to_dict(), f, indent=2, default=str)
+        storage.write_text(args.json, json.dumps(result.to_dict(), indent=2, default=str), "--json file")
     return 0
 
 
 def _import(args: argparse.Namespace) -> int:
-    from harness import capture, console
+    from harness import capture, console, storage
     from harness.config import RunConfig
     from harness.evals.importer import import_lm_eval
 
     defaults = RunConfig()
     results = args.results or defaults.results
+    storage.writable_dir(results, "results folder")
     capture.log_to(results)
     result = import_lm_eval(args.dir, suite=args.suite, label=args.label, results_dir=results,
                             experiment=args.experiment or defaults.experiment)
@@ -125,5 +133,7 @@ def _compare(args: argparse.Namespace) -> int:
                     experiment=args.experiment or defaults.experiment, suite=args.suite, log=not args.no_log)
     print(format_compare(table))
     if args.json:
-        table.to_json(args.json, orient="records", indent=2)
+        from harness import storage
+
+        storage.write_text(args.json, table.to_json(orient="records", indent=2), "--json file")
     return 0

@@ -124,6 +124,14 @@ def _numbers(value: Any) -> Any:
     return value
 
 
+def _utf8_line(raw: bytes, path: Path, number: int) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise HarnessError(f"samples file {str(path)!r} line {number} is not UTF-8 text (byte 0x{raw[err.start]:02x} "
+                           f"at column {err.start + 1}); save it as UTF-8") from None
+
+
 def read_samples(results_file: Path, data: dict) -> dict[str, list[dict]]:
     """Each task's samples (``samples_<task>_<timestamp>.jsonl`` beside the results file), restored.
 
@@ -139,8 +147,9 @@ def read_samples(results_file: Path, data: dict) -> dict[str, list[dict]]:
                                "run lm_eval with --log_samples")
         output_type = (config or {}).get("output_type", "")
         rows = []
-        with path.open(encoding="utf-8") as f:
-            for number, line in enumerate(f, 1):
+        with path.open("rb") as f:
+            for number, raw in enumerate(f, 1):
+                line = _utf8_line(raw, path, number)
                 if not line.strip():
                     continue
                 try:

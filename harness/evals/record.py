@@ -11,6 +11,9 @@
   metric linked to the model (its ``model_id``), task metrics also to their task's dataset;
 - artifacts: ``lm_eval_results.json`` (lm-eval's output without samples), ``scores.csv``, ``skills.csv``,
   ``samples/<task>.jsonl`` (one row per item) and the suite file.
+
+A server that stops answering while the run is logged: the same record goes to the outbox
+(`harness.tracking.outbox`), for ``harness sync``.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import math
 import os
 import shutil
 import tempfile
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
@@ -31,6 +34,7 @@ from harness.evals.suite import Suite
 from harness.tracking import schema
 
 if TYPE_CHECKING:
+    from harness.tracking import outbox
     from harness.tracking.store import Run
 
 
@@ -110,34 +114,48 @@ def record(result: SuiteResult, spec: Suite, cfg: EvalConfig, model_hash: str, l
 
     `params` are logged over the ones derived here and `tags` beside them: what an imported lm-eval run says of
     itself (its lm-eval version, batch size, results file) rather than this process's settings.
+
+    If the tracking server stops answering, the same record is kept in ``<results>/outbox/`` and
+    `ServerUnreachable` names it (`harness.tracking.outbox`; ``harness sync`` records it later).
     """
-    from harness.tracking import store
+    from harness.tracking import outbox, store
 
     tags = {**dict(_provenance()), **schema.tags(model=result.model, model_hash=model_hash, suite=spec.name,
                                                    cached_tasks=result.cached, stage=result.label or None),
             **(tags or {})}
     label = result.label or Path(result.model.rstrip("/")).name
     name = schema.eval_run_name(label, spec.name)
-    with store.run(name, schema.Kind.EVAL, experiment=experiment, results_dir=results_dir, parent=parent,
-                   tags=tags) as run:
-        run.log_params({**_params(result, spec, cfg, model_hash, lm_name, lm_args), **(params or {})})
-        model_id = store.eval_model(run, model=result.model, model_hash=model_hash, name=label,
-                                    stage=result.label or None)
-        run.log_datasets(datasets, schema.EVAL_CONTEXT)
-        by_task = {d.name: d for d in datasets}
-        for task, metrics in _task_metrics(result).items():
-            run.log_metrics(metrics, model_id=model_id, dataset=by_task.get(schema.dataset_name(task)))
-        run.log_metrics(_skill_metrics(result), model_id=model_id)
-        with tempfile.TemporaryDirectory() as tmp:  # every file first, then one upload: fewer store round trips
-            folder = Path(tmp)
-            (folder / schema.LM_EVAL_RESULTS.path).write_text(json.dumps(result.lm_eval, indent=2, default=str))
-            (folder / schema.SUITE_FOLDER).mkdir()
-            shutil.copy(spec.path, folder / schema.SUITE_FOLDER / spec.path.name)
-            result.scores.to_csv(folder / schema.SCORES.path, index=False)
-            result.skills.to_csv(folder / schema.SKILLS.path, index=False)
-            for task, table in result.samples.items():
-                path = folder / schema.samples(task).path
-                path.parent.mkdir(exist_ok=True)
-                table.to_json(path, orient="records", lines=True, force_ascii=False)
-            run.log_artifact(folder)
+    params = {**_params(result, spec, cfg, model_hash, lm_name, lm_args), **(params or {})}
+
+    def keep(entry: outbox.Entry) -> None:  # the server gone mid-record: the same record, kept for `harness sync`
+        _log(entry, entry.eval_model, result, spec, model_hash, label, params, datasets)
+
+    with outbox.run(name, schema.Kind.EVAL, experiment=experiment, results_dir=results_dir, parent=parent,
+                    tags=tags, keep=keep) as run:
+        _log(run, partial(store.eval_model, run), result, spec, model_hash, label, params, datasets)
         return run.run_id
+
+
+def _log(run: Run | outbox.Entry, eval_model, result: SuiteResult, spec: Suite, model_hash: str, label: str,
+         params: Mapping[str, Any], datasets: Sequence[schema.TaskData]) -> None:
+    """Write the record into `run`: an MLflow run, or an outbox entry (`eval_model` links the checkpoint's
+    LoggedModel: `store.eval_model` on that run, or the entry's own)."""
+    run.log_params(params)
+    model_id = eval_model(model=result.model, model_hash=model_hash, name=label, stage=result.label or None)
+    run.log_datasets(datasets, schema.EVAL_CONTEXT)
+    by_task = {d.name: d for d in datasets}
+    for task, metrics in _task_metrics(result).items():
+        run.log_metrics(metrics, model_id=model_id, dataset=by_task.get(schema.dataset_name(task)))
+    run.log_metrics(_skill_metrics(result), model_id=model_id)
+    with tempfile.TemporaryDirectory() as tmp:  # every file first, then one upload: fewer store round trips
+        folder = Path(tmp)
+        (folder / schema.LM_EVAL_RESULTS.path).write_text(json.dumps(result.lm_eval, indent=2, default=str))
+        (folder / schema.SUITE_FOLDER).mkdir()
+        shutil.copy(spec.path, folder / schema.SUITE_FOLDER / spec.path.name)
+        result.scores.to_csv(folder / schema.SCORES.path, index=False)
+        result.skills.to_csv(folder / schema.SKILLS.path, index=False)
+        for task, table in result.samples.items():
+            path = folder / schema.samples(task).path
+            path.parent.mkdir(exist_ok=True)
+            table.to_json(path, orient="records", lines=True, force_ascii=False)
+        run.log_artifact(folder)

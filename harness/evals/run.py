@@ -14,7 +14,9 @@ The recipe, in order:
    share one call while their items add up to at most ``eval.group_items`` (small tasks cost mostly per-call
    overhead: partial batches); larger ones run one call each. Each call's output is split per entry and cached at
    once, so an interrupted suite resumes at the first unfinished call (an lm-eval failure is one line naming
-   the call's tasks);
+   the call's tasks). Inside a call, lm-eval's request cache (`harness.evals.request_cache`) keeps each batch of
+   answers as it is done, so a killed call resumes mid-call with the same answers; it is deleted once every entry
+   is cached;
 6. turn the merged output into tables (`harness.evals.result`; repeated tasks pooled by `harness.evals.repeats`)
    and log one MLflow run (`harness.evals.record`), with the data each task read as its dataset inputs.
 
@@ -34,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 from harness import console
 from harness.config import EvalConfig
 from harness.errors import HarnessError, first_line
-from harness.evals import backends, cache, checks, local_data, repeats
+from harness.evals import backends, cache, checks, local_data, repeats, request_cache
 from harness.evals import suite as suites
 from harness.evals.record import record
 from harness.evals.result import SuiteResult, sample_tables, score_table, skill_table
@@ -196,47 +198,6 @@ def _environment_once() -> Iterator[None]:
             setattr(evaluator, name, original)
 
 
-@contextmanager
-def _counting(lm, bar) -> Iterator[None]:
-    """Count lm-eval's requests on the progress `bar` (lm-eval's own tqdm bars go to the log).
-
-    Each request type's call (``loglikelihood``, ``generate_until``...) adds its requests to the total; every answered
-    request passes through the model's cache hook (``add_partial``, called per request by lm-eval's backends), which
-    advances the count.
-    """
-    hook = getattr(lm, "cache_hook", None)
-
-    class _Hook:
-        def add_partial(self, attr, req, res):
-            bar.update()
-            hook.add_partial(attr, req, res)
-
-        def __getattr__(self, name):
-            return getattr(hook, name)
-
-    def counted(method):
-        def call(requests, *args, **kwargs):
-            bar.add(len(requests))
-            return method(requests, *args, **kwargs)
-
-        return call
-
-    names = [n for n in ("loglikelihood", "loglikelihood_rolling", "generate_until") if hasattr(lm, n)]
-    own = {n: vars(lm)[n] for n in names if n in vars(lm)}
-    for name in names:
-        setattr(lm, name, counted(getattr(lm, name)))
-    if hook is not None:
-        lm.cache_hook = _Hook()
-    try:
-        yield
-    finally:
-        for name in names:
-            vars(lm).pop(name, None)
-        vars(lm).update(own)
-        if hook is not None:
-            lm.cache_hook = hook
-
-
 def _run_call(lm, call: list[_Plan], cfg: EvalConfig, tm) -> list[dict]:
     """Run one lm-eval call for `call` (plans with the same settings) and split its output per plan.
 
@@ -319,15 +280,20 @@ def evaluate(
                 _build(tm, plan, cfg, lm_args)
 
         lm = None
-        with _environment_once():
+        answers = request_cache.RequestCache(results_dir, model_hash=model_hash, lm_name=lm_name, lm_args=lm_args,
+                                             cfg=cfg, enabled=cfg.cache)
+        with _environment_once(), answers:
             for call in _calls(plans, cfg.group_items):
                 lm = lm or backends.create(cfg, target, trust_remote_code)
-                with _counting(lm, bar):
+                with answers.answering(lm, bar):
                     parts = _run_call(lm, call, cfg, tm)
                 for plan, part in zip(call, parts):
                     plan.output = cache.save(results_dir, plan.key, plan.material, part)
+        answers.discard()  # every plan is in the eval cache now: the answers it was built from are not needed
         if any(p.cached for p in plans):
             bar.set(cached=f"{sum(p.cached for p in plans)}/{len(plans)} tasks")
+        if answers.reused:
+            bar.set(resumed=f"{answers.reused} requests")
     return _result(model, spec, plans, label, cfg, model_hash, lm_name, lm_args, parent, results_dir, experiment)
 
 

@@ -32,7 +32,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, not_utf8
 from harness.resources import resource_path
 
 
@@ -121,6 +121,26 @@ def _check_keys(data: Any, valid: list[str], where: str) -> dict:
     return data
 
 
+# Generation settings that lm-eval passes to the model as they are: checked here, before any model work.
+_GEN_KWARGS = {
+    "max_gen_toks": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "a whole number >= 1"),
+    "temperature": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < float("inf"),
+                    "a number >= 0"),
+    "top_p": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 1, "a number in (0, 1]"),
+    "top_k": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "a whole number >= 0"),
+    "do_sample": (lambda v: isinstance(v, bool), "true or false"),
+    "until": (lambda v: isinstance(v, str) or (isinstance(v, list) and all(isinstance(u, str) for u in v)),
+              "a string or a list of strings"),
+}
+
+
+def _check_gen_kwargs(gen_kwargs: dict, where: str) -> None:
+    for key, value in gen_kwargs.items():
+        ok, valid = _GEN_KWARGS.get(key, (lambda v: True, ""))
+        if not ok(value):
+            raise HarnessError(f"{where}: gen_kwargs.{key} must be {valid}, got {value!r}")
+
+
 def _entry(skill: str, raw: Any, defaults: dict, where: str, folder: Path) -> Entry:
     if isinstance(raw, str):
         raw = {"task": raw}
@@ -134,6 +154,9 @@ def _entry(skill: str, raw: Any, defaults: dict, where: str, folder: Path) -> En
             raise HarnessError(f"{where}: {key} must be {kinds.__name__} or null, got {value!r}")
     if data.get("limit") is not None and data["limit"] < 1:
         raise HarnessError(f"{where}: limit must be at least 1 (or null for all items), got {data['limit']}")
+    if data.get("num_fewshot") is not None and data["num_fewshot"] < 0:
+        raise HarnessError(f"{where}: num_fewshot must be at least 0 (or null for the task's own), got "
+                           f"{data['num_fewshot']}")
     for key in ("apply_chat_template", "fewshot_as_multiturn", "confirm_run_unsafe_code"):
         if key in data and not isinstance(data[key], bool):
             raise HarnessError(f"{where}: {key} must be true or false, got {data[key]!r}")
@@ -149,6 +172,7 @@ def _entry(skill: str, raw: Any, defaults: dict, where: str, folder: Path) -> En
     if data.get("gen_kwargs") is not None and not isinstance(data["gen_kwargs"], dict):
         raise HarnessError(f"{where}: gen_kwargs must be a mapping (e.g. {{do_sample: true, temperature: 0.8}}), "
                            f"got {data['gen_kwargs']!r}")
+    _check_gen_kwargs(data.get("gen_kwargs") or {}, where)
     if data.get("data") is not None:
         files = data["data"]
         if not isinstance(files, dict) or not files or not all(isinstance(k, str) and isinstance(v, str)
@@ -172,13 +196,23 @@ def load(suite: str) -> Suite:
 
     path = find(suite)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as err:
+        raise not_utf8("suite file", path, err) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise HarnessError(f"suite file {str(path)!r} is not valid YAML{where}") from None
     where = f"suite file {str(path)!r}"
     _check_keys(data, SUITE_KEYS, where)
+    for key, kind, valid in (("name", str, "a string"), ("description", str, "a string"),
+                             ("lm_eval_tasks", bool, "true or false")):
+        if data.get(key) is not None and not isinstance(data[key], kind):
+            raise HarnessError(f"{where}: {key} must be {valid}, got {data[key]!r}")
+    paths = data.get("task_paths")
+    if paths is not None and not (isinstance(paths, list) and all(isinstance(p, str) for p in paths)):
+        raise HarnessError(f"{where}: task_paths must be a list of folders (relative to the suite file), e.g. "
+                           f"[tiny], got {paths!r}")
     defaults = _check_keys(data.get("defaults") or {}, [k for k in ENTRY_KEYS if k != "task"], f"{where} defaults")
     skills = data.get("skills") or {}
     if not isinstance(skills, dict):

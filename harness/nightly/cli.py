@@ -57,9 +57,18 @@ def _nightly(args: argparse.Namespace) -> int:
     flags = {"suite": args.suite, "registered_model": args.registered_model, "results": args.results,
              "experiment": args.experiment, "arena": {"enabled": True if args.arena else None}}
     cfg = load_nightly_config(args.config, args.overrides, flags=flags)  # checked whole before any model work
+    from harness import storage
+
+    storage.writable_dir(cfg.results, "results folder")  # the --html file is checked by harness.cli
+    storage.writable_dir(f"{cfg.results}/eval_cache", "eval cache")
 
     import torch
 
+    from harness.models.load import check_device
+
+    check_device(cfg.eval.device, "eval.device")
+    if cfg.arena.enabled:
+        check_device(cfg.arena.device, "arena.device")
     torch.set_num_threads(cfg.threads)
     from harness import capture, console
     from harness.report.nightly import html_page, markdown
@@ -69,6 +78,5 @@ def _nightly(args: argparse.Namespace) -> int:
     result = run_nightly(args.candidate, args.baseline, cfg, promote=args.promote)
     console.result(markdown(result))
     if args.html:
-        with open(args.html, "w") as f:
-            f.write(html_page(result))
+        storage.write_text(args.html, html_page(result), "--html file")
     return result.exit_code

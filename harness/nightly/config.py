@@ -27,8 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from harness.config import ArenaConfig, EvalConfig
+import re
+
+from harness.config import ArenaConfig, EvalConfig, check_experiment, check_model_name
 from harness.config_base import Section, nested, option, resolve
+from harness.errors import HarnessError
 
 LAST_PASS = "last-pass"
 EVAL_RUN = "run:"  # a side given as an existing eval run: run:<MLflow run id>
@@ -68,6 +71,18 @@ class NightlyConfig(Section):
     eval: EvalConfig = nested(EvalConfig, "Eval settings (harness.config).")
     arena: ArenaConfig = nested(ArenaConfig, "Arena of candidate against baseline (off unless enabled: Elo delta and "
                                              "win probability).", enabled=False)
+
+    def check(self) -> None:
+        for key in ("suite", "baseline", "results"):
+            if not getattr(self, key).strip():
+                raise HarnessError(f"config key {key}: '' is empty")
+        check_experiment(self.experiment, "experiment")
+        check_model_name(self.registered_model, "registered_model")
+        # MLflow's rules for an alias, checked here rather than when --promote sets it at the end of the nightly
+        if not re.fullmatch(r"[\w\-]{1,255}", self.alias) or self.alias.lower() == "latest" or \
+                re.fullmatch(r"[vV]\d+", self.alias):
+            raise HarnessError(f"config key alias: {self.alias!r} is not a model alias (valid: letters, digits, _ "
+                               "and -, not 'latest' nor v<number>)")
 
 
 def load_nightly_config(path: str | Path | None = None, overrides: list[str] | None = None,

@@ -184,6 +184,87 @@ def min_effect_for(cfg: "NightlyConfig", task: str, metric: str) -> float:
     return float(cfg.min_effect)
 
 
+def check_min_effects(spec: "Suite", cfg: "NightlyConfig") -> None:
+    """Before any model work: every ``min_effects`` key names a metric the nightly can compare, as lm-eval's task
+    index declares the suite's metrics (a task's ``metric_list`` under each of its ``filter_list`` names, else
+    lm-eval's defaults for its output type; a group's ``aggregate_metric_list``). ``task/metric`` needs a task or
+    group of the suite that has that metric; a bare metric key needs some task that has it; with ``metrics:
+    headline`` the metric must be the suite entry's headline ``metric`` where the entry names one. A task whose
+    metrics the index cannot tell (a metric given as a function) is not held against a key: `paired_metrics`
+    checks every key again against what ran.
+
+    Raises:
+        HarnessError: the first key that names no metric, with the valid ones.
+    """
+    if not cfg.min_effects:
+        return
+    from harness.evals import suite as suites
+
+    declared: dict[str, set[str] | None] = {}  # task or group → its metric keys (None: not known before it runs)
+    headline: dict[str, str] = {}  # task or group → the entry's headline metric, where the entry names one
+    tm = suites.task_manager(spec)
+    for entry in spec.entries:
+        for name, keys in _declared_metrics(tm, entry.task).items():
+            declared.setdefault(name, keys)
+            if entry.metric:
+                headline.setdefault(name, entry.metric)
+    known = set().union(*(keys for keys in declared.values() if keys is not None))
+    unsure = any(keys is None for keys in declared.values())
+    for key in cfg.min_effects:
+        task, sep, metric = key.partition("/")
+        if sep:
+            if task not in declared:
+                raise HarnessError(f"min_effects key {key!r}: {task!r} is not a task or group of suite {spec.name!r} "
+                                   f"(its tasks: {', '.join(declared)})")
+            keys = declared[task]
+            if keys is not None and metric not in keys:
+                raise HarnessError(f"min_effects key {key!r}: task {task!r} has no metric {metric!r} (its metrics: "
+                                   f"{', '.join(sorted(keys)) or 'none'})")
+            if cfg.metrics == "headline" and headline.get(task, metric) != metric:
+                raise HarnessError(f"min_effects key {key!r}: with metrics: headline, task {task!r} is compared on "
+                                   f"{headline[task]!r} only (set metrics: all to compare its other metrics)")
+        elif not unsure and key not in known:
+            raise HarnessError(f"min_effects key {key!r} is not a metric of suite {spec.name!r} (its metrics: "
+                               f"{', '.join(sorted(known))}; or name one task's: 'task/metric')")
+
+
+def _declared_metrics(task_manager, name: str) -> dict[str, set[str] | None]:
+    """Every task and group at or under `name` → the ``metric,filter`` keys lm-eval's index declares for it (None
+    when a metric is a function, whose name only shows once it runs)."""
+    from lm_eval.api.registry import DEFAULT_METRIC_REGISTRY
+
+    from harness.evals import task_index
+
+    out: dict[str, set[str] | None] = {}
+    for task, (config, _) in task_index.leaves(task_manager, name).items():
+        metrics = [m.get("metric") if isinstance(m, dict) else m for m in config.get("metric_list") or []] or \
+            DEFAULT_METRIC_REGISTRY.get(config.get("output_type"), [])
+        filters = [f.get("name") for f in config.get("filter_list") or [] if isinstance(f, dict)] or ["none"]
+        plain = all(isinstance(m, str) and m.isidentifier() for m in metrics) and metrics
+        out[task] = {f"{m},{f}" for m in metrics for f in filters} if plain else None
+
+    def visit(item) -> None:
+        config = item if isinstance(item, dict) else None
+        if config is None:
+            entry = task_manager.task_index.get(item)
+            if entry is None or entry.kind.name != "GROUP":
+                return
+            config = {"group": item, **(entry.cfg or {})}
+        if "group" not in config:
+            return
+        keys = set()
+        for agg in config.get("aggregate_metric_list") or []:
+            if isinstance(agg, dict) and isinstance(agg.get("metric"), str):
+                filters = agg.get("filter_list") or ["none"]
+                keys |= {f"{agg['metric']},{f}" for f in ([filters] if isinstance(filters, str) else filters)}
+        out[str(config["group"])] = keys
+        for child in task_index.members(config):
+            visit(child)
+
+    visit(name)
+    return out
+
+
 def _group_headline(entry: "Entry", group: str, reported: list[str]) -> str:
     """A group's headline: the suite entry's ``metric`` where the group reports it, else its first aggregate."""
     if entry.metric in reported:

@@ -2,8 +2,9 @@
 
 The recipe, in order:
 
-1. load the suite and hash its version; resolve both sides (`harness.nightly.sides`) and, with ``--promote``, the
-   version to promote, so that bad input fails before any model work;
+1. load the suite, check the ``min_effects`` keys against its metrics and hash its version; resolve both sides
+   (`harness.nightly.sides`; a checkpoint against itself is refused) and, with ``--promote``, the version to
+   promote, so that bad input fails before any model work;
 2. open one MLflow run (tags ``harness.kind=nightly``, ``harness.suite``, ``harness.suite_version``,
    ``harness.candidate``, ``harness.baseline``); evaluate the candidate and the baseline as nested eval runs
    (cached by checkpoint hash, so an unchanged baseline costs no model work), unless a side is already an eval run
@@ -16,7 +17,8 @@ The recipe, in order:
 5. the trend of every metric over the last nightlies of the same suite version (`harness.nightly.history`);
 6. log metrics named as the eval runs name them (``<skill>/<task>/<metric>`` for the candidate, plus
    ``baseline/``, ``delta/``, ``p_adjusted/`` ...), the report (Markdown and a self-contained HTML page) and the
-   verdict tag; with ``--promote`` and a pass, point the alias at the candidate's version.
+   verdict tag; with ``--promote`` and a pass, point the alias at the candidate's version. A tracking server that
+   goes away meanwhile: the nightly's record is kept in the outbox for ``harness sync`` (`harness.tracking.outbox`).
 
 Exit codes (`NightlyResult.exit_code`): 0 pass, 1 regression, 2 cannot compare (and 2 for bad input, raised).
 """
@@ -39,6 +41,7 @@ from harness.tracking import schema
 if TYPE_CHECKING:
     import pandas as pd
 
+    from harness.tracking import outbox
     from harness.tracking.store import Run
 
 EXAMPLES = 3  # regressed items shown per regressed metric
@@ -63,23 +66,26 @@ def run_nightly(candidate: str, baseline: str | None, cfg: NightlyConfig, *, pro
     """
     from harness import provenance
     from harness.evals import suite as suites
-    from harness.tracking import store
+    from harness.tracking import outbox, store
 
     out = out or console.stream()
     results = Path(cfg.results).resolve()
     spec = suites.load(cfg.suite)
     suites.check_tasks(spec)
+    records.check_min_effects(spec, cfg)  # a min_effects key naming no metric: before any model work
     version = records.suite_version(spec)
     where = {"registered_model": cfg.registered_model, "suite": spec.name, "experiment": cfg.experiment,
              "results_dir": results}
     cand = sides.resolve(candidate, role="candidate", **where)
     base = sides.resolve(baseline or cfg.baseline, role="baseline", suite_version=version, **where)
     promote_to = sides.promotion_version(cand, cfg.registered_model, results) if promote else None
+    sides.check_distinct(cand, base)  # a checkpoint against itself compares nothing
 
     tags = {**provenance.tags(cfg.seed), **schema.tags(suite=spec.name, suite_version=version, candidate=cand.model,
                                                       baseline=base.model)}
-    with store.run(schema.nightly_run_name(spec.name, cand.label), schema.Kind.NIGHTLY, experiment=cfg.experiment,
-                   results_dir=results, tags=tags) as run:
+    kept: list[NightlyResult] = []  # the result once computed: if the server goes away, kept in the outbox
+    with outbox.run(schema.nightly_run_name(spec.name, cand.label), schema.Kind.NIGHTLY, experiment=cfg.experiment,
+                    results_dir=results, tags=tags, keep=lambda entry: _keep(entry, kept, cfg)) as run:
         run.write(schema.NIGHTLY_CONFIG, to_dict(cfg))
         result = NightlyResult(verdict="cannot-compare", suite=spec.name, suite_version=version, candidate=cand,
                                baseline=base, correction=cfg.correction, alpha=cfg.alpha, run_id=run.run_id)
@@ -105,12 +111,29 @@ def run_nightly(candidate: str, baseline: str | None, cfg: NightlyConfig, *, pro
             if cfg.arena.enabled:
                 result.arena = _arena(cand, base, cfg, run, results, out)
         result.trend = history.trend(result, results_dir=results, experiment=cfg.experiment, last=cfg.history)
+        kept.append(result)
         _log_results(run, result, cfg)
         if promote_to and result.verdict == "pass":
             store.set_alias(run.uri, cfg.registered_model, cfg.alias, promote_to)
             result.promoted = f"models:/{cfg.registered_model}@{cfg.alias} → version {promote_to}"
+            # Read back: a nightly promoting at the same moment may have moved it since (the last one wins), so each
+            # run records what it did and what it found.
+            now = store.model_aliases(cfg.registered_model, results).get(cfg.alias)
+            if now != promote_to:
+                result.promoted += f" (then moved to version {now} by another promotion)"
+            run.set_tags(schema.tags(promoted_version=promote_to, promotion_held=str(now == promote_to).lower()))
         _log_report_and_verdict(run, result)
     return result
+
+
+def _keep(entry: "outbox.Entry", kept: list[NightlyResult], cfg: NightlyConfig) -> None:
+    """The nightly's record, written into an outbox entry (the server went away while it was logged): nothing
+    until the comparison is done. The report names the entry, as the run it was logged in is gone."""
+    if kept:
+        result = replace(kept[0], run_id=f"(outbox entry {entry.id})")
+        entry.write(schema.NIGHTLY_CONFIG, to_dict(cfg))
+        _log_results(entry, result, cfg)
+        _log_report_and_verdict(entry, result)
 
 
 def _evaluate(side: sides.Side, cfg: NightlyConfig, run: "Run", results: Path) -> str:

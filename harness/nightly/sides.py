@@ -141,6 +141,34 @@ def resolve(spec: str, *, role: str, registered_model: str, suite: str, experime
                        f"{EVAL_RUN}<eval run id> or '{LAST_PASS}'")
 
 
+def check_distinct(candidate: Side, baseline: Side) -> None:
+    """Refuse a nightly of a checkpoint against itself: both sides evaluated from the same spec, the same version of
+    a registered model, or local folders with the same content hash. (A side that is an eval run already in the
+    store, ``run:<id>`` or ``last-pass``, is a record, which may differ from a fresh eval of the same bytes: an
+    lm-eval import checked against a harness eval, say.)
+
+    Raises:
+        HarnessError: the two sides are one checkpoint.
+    """
+    from harness.models import load
+
+    if candidate.eval_run or baseline.eval_run:
+        return
+    why = None
+    if candidate.model == baseline.model:
+        why = f"both are {candidate.model!r}"
+    elif candidate.registered and candidate.registered == baseline.registered:
+        why = f"both are version {candidate.registered[1]} of registered model {candidate.registered[0]!r}"
+    elif Path(candidate.model).is_dir() and Path(baseline.model).is_dir():
+        digest = load.content_hash(candidate.model)
+        if digest == load.content_hash(baseline.model):
+            why = f"{candidate.model!r} and {baseline.model!r} have the same content hash {digest}"
+    if why:
+        raise HarnessError(f"candidate {candidate.spec!r} and baseline {baseline.spec!r} are the same checkpoint "
+                           f"({why}): a nightly compares two; give --baseline another model, an alias (champion) "
+                           f"or '{LAST_PASS}'")
+
+
 def promotion_version(side: Side, registered_model: str, results_dir: str | os.PathLike) -> str:
     """The version of `registered_model` that ``--promote`` points the alias at: the candidate's own version, or
     the version the pipeline registered from the candidate's checkpoint folder.

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, not_utf8
 
 REQUIRED = ("preference", "output_1", "output_2")
 DIFFICULTY_RIDGE = 1.0  # penalty on jointly estimated difficulties (unit-variance prior, logit units)
@@ -52,7 +52,10 @@ def read_annotations(path: str | Path, *, drop_missing: bool = False) -> pd.Data
     path = Path(path)
     if not path.is_file():
         raise HarnessError(f"{path}: no such annotations file")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise not_utf8("annotations file", path, err) from None
     if not text.strip():
         raise HarnessError(f"{path}: the file is empty; expected a JSON list of AlpacaEval annotations")
     try:
@@ -167,7 +170,12 @@ def read_difficulty(path: str | Path) -> np.ndarray:
         raise HarnessError(f"{path}: no such difficulty file")
     if path.stat().st_size == 0:
         raise HarnessError(f"{path}: the file is empty; expected columns index,instruction_difficulty")
-    frame = pd.read_csv(path)
+    try:
+        frame = pd.read_csv(path)
+    except UnicodeDecodeError as err:
+        raise not_utf8("difficulty file", path, err) from None
+    except pd.errors.ParserError as err:
+        raise HarnessError(f"{path}: cannot read as CSV ({str(err).splitlines()[0]})") from None
     if "instruction_difficulty" not in frame.columns:
         raise HarnessError(f"{path}: missing column instruction_difficulty (found: {', '.join(map(str, frame.columns))})")
     if "index" in frame.columns:

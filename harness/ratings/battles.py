@@ -21,7 +21,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, not_utf8
 
 REQUIRED_COLUMNS = ("model_a", "model_b", "winner")
 # Outcome codes: 2 = model_a won, 1 = tie, 0 = model_b won (so code / 2 is model_a's score).
@@ -62,8 +62,15 @@ class PairCounts:
         return int(round(float(self.n.sum())))
 
 
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise not_utf8("battle file", path, err) from None
+
+
 def _read_json(path: Path) -> pd.DataFrame:
-    text = path.read_text(encoding="utf-8")
+    text = _read_text(path)
     if not text.strip():
         raise HarnessError(f"{path}: the file is empty; expected battles with columns {', '.join(REQUIRED_COLUMNS)}")
     try:
@@ -74,8 +81,14 @@ def _read_json(path: Path) -> pd.DataFrame:
         return _read_jsonl_text(path, text)  # a JSON-lines file named .json
     if isinstance(data, dict):
         data = data.get("battles", data)
-    if isinstance(data, dict):
-        return pd.DataFrame(data)
+    if isinstance(data, dict):  # columns: {"model_a": [...], "model_b": [...], "winner": [...]}
+        if not all(isinstance(v, list) for v in data.values()):
+            raise HarnessError(f"{path}: expected a JSON list of battle objects, or a mapping of columns to lists, "
+                               f"with {', '.join(REQUIRED_COLUMNS)}")
+        try:
+            return pd.DataFrame(data)
+        except ValueError as err:
+            raise HarnessError(f"{path}: the columns cannot form a table ({err})") from None
     if not isinstance(data, list) or not all(isinstance(row, dict) for row in data):
         raise HarnessError(f"{path}: expected a JSON list of battle objects with {', '.join(REQUIRED_COLUMNS)}")
     return pd.DataFrame.from_records(data)
@@ -102,7 +115,7 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
     try:  # the fast reader; on any surprise fall back to line-by-line parsing, which can name the bad line
         return pd.read_json(path, lines=True, engine="pyarrow")
     except Exception:
-        return _read_jsonl_text(path, path.read_text(encoding="utf-8"))
+        return _read_jsonl_text(path, _read_text(path))
 
 
 def read_battle_file(path: str | Path) -> pd.DataFrame:
@@ -136,7 +149,11 @@ def read_battle_file(path: str | Path) -> pd.DataFrame:
             raise HarnessError(f"{path}: cannot read as CSV ({str(err).splitlines()[0]})") from None
     else:
         raise HarnessError(f"{path}: unknown battle file type {suffix!r}; use .json, .jsonl, .parquet or .csv")
-    return check_battles(frame, source=str(path))
+    try:
+        return check_battles(frame, source=str(path))
+    except UnicodeDecodeError:  # pyarrow's JSON reader does not check the encoding: name the bad byte
+        _read_text(path)
+        raise
 
 
 def read_battles(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
@@ -168,6 +185,18 @@ def _first_row(mask: np.ndarray) -> int:
     return int(np.flatnonzero(mask)[0]) + 1
 
 
+def _factorize(column: pd.Series, source: str, valid: str) -> tuple[np.ndarray, pd.Index]:
+    """`pd.factorize` of a column; a list or an object where a name belongs (unhashable) is one line naming its row."""
+    try:
+        return pd.factorize(column, use_na_sentinel=True)
+    except TypeError:
+        bad = column.map(lambda v: isinstance(v, (list, dict, set, np.ndarray))).to_numpy()
+        row = _first_row(bad) if bad.any() else 1
+        value = column.iloc[row - 1]
+        raise HarnessError(f"{source}: row {row}: column {column.name} is a {type(value).__name__} ({value!r}); "
+                           f"it must be {valid}") from None
+
+
 def _encode_frame(frame: pd.DataFrame, source: str) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
     """Check and integer-encode a battle table; all checks run on factorized codes, so they stay cheap."""
     if len(frame) == 0:
@@ -181,7 +210,7 @@ def _encode_frame(frame: pd.DataFrame, source: str) -> tuple[list[str], np.ndarr
         )
     side = {}
     for col in ("model_a", "model_b"):
-        codes, uniques = pd.factorize(frame[col], use_na_sentinel=True)
+        codes, uniques = _factorize(frame[col], source, "a model name")
         if (codes < 0).any():
             raise HarnessError(
                 f"{source}: row {_first_row(codes < 0)}: column {col} is missing (null/NaN); it must name a model"
@@ -197,7 +226,7 @@ def _encode_frame(frame: pd.DataFrame, source: str) -> tuple[list[str], np.ndarr
     pos = {m: k for k, m in enumerate(models)}
     a = np.array([pos[m] for m in side["model_a"][1]], dtype=np.int64)[side["model_a"][0]]
     b = np.array([pos[m] for m in side["model_b"][1]], dtype=np.int64)[side["model_b"][0]]
-    codes, labels = pd.factorize(frame["winner"], use_na_sentinel=True)
+    codes, labels = _factorize(frame["winner"], source, f"one of {', '.join(WINNER_CODES)}")
     if (codes < 0).any():
         raise HarnessError(
             f"{source}: row {_first_row(codes < 0)}: column winner is missing (null/NaN); "

@@ -12,6 +12,8 @@ Only argparse is imported here; numpy, pandas and friends load inside the handle
 from __future__ import annotations
 
 import argparse
+
+from harness.arguments import count as _count
 import sys
 
 _FORMATS = ("table", "csv", "markdown", "json")
@@ -27,6 +29,20 @@ def _number(text: str) -> float:
     return value
 
 
+def _positive(text: str) -> float:
+    value = _number(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number (valid: > 0)")
+    return value
+
+
+def _odds_base(text: str) -> float:
+    value = _number(text)
+    if value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a valid odds base (valid: > 1)")
+    return value
+
+
 def _anchor(text: str) -> tuple[str, float]:
     model, sep, rating = text.rpartition("=")
     if not sep or not model:
@@ -35,8 +51,8 @@ def _anchor(text: str) -> tuple[str, float]:
 
 
 def _scale_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--scale", type=_number, default=400.0, help="rating points per BASE-fold odds (default 400)")
-    p.add_argument("--base", type=_number, default=10.0, help="odds base (default 10)")
+    p.add_argument("--scale", type=_positive, default=400.0, help="rating points per BASE-fold odds (default 400)")
+    p.add_argument("--base", type=_odds_base, default=10.0, help="odds base, > 1 (default 10)")
 
 
 def _output_args(p: argparse.ArgumentParser) -> None:
@@ -78,8 +94,9 @@ def add_parsers(sub) -> None:
         "model_b, winner in {model_a, model_b, tie, tie (bothbad)}). Ties count half a win each way.",
     )
     p.add_argument("battles", nargs="+", metavar="BATTLES", help="battle file(s)")
-    p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap rounds (default 1000; 0 = none)")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--bootstrap", type=_count, default=1000, metavar="N",
+                   help="bootstrap rounds (default 1000; 0 = none)")
+    p.add_argument("--seed", type=_count, default=0, help="bootstrap seed, >= 0 (default 0)")
     p.add_argument("--level", type=_number, default=0.95, help="confidence level of the percentile CIs (default 0.95)")
     p.add_argument("--anchor", type=_anchor, metavar="MODEL=RATING", help="fix one model's rating")
     p.add_argument("--l2", type=_number, default=0.0, help="L2 penalty on log-odds ratings (default 0)")
@@ -89,7 +106,7 @@ def add_parsers(sub) -> None:
                    help="add style-controlled ratings (needs len_a/len_b or conv_metadata in the battles)")
     p.add_argument("--method", choices=("bt", "online-elo"), default="bt",
                    help="bt = Bradley-Terry (default); online-elo = sequential Elo, order-dependent, no CIs")
-    p.add_argument("--k", type=_number, default=4.0, help="online Elo step (default 4)")
+    p.add_argument("--k", type=_positive, default=4.0, help="online Elo step, > 0 (default 4)")
     p.add_argument("--plots", metavar="DIR", help="write ratings.png and win_prob.png to DIR")
     _output_args(p)
     _mlflow_args(p, "ratings, CIs, matrices, plots and the leaderboard")
@@ -110,11 +127,10 @@ def add_parsers(sub) -> None:
 
 def _emit(text: str, output: str | None) -> None:
     print(text)
-    if output:
-        from pathlib import Path
+    if output:  # checked writable before any work (harness.cli); written all or nothing
+        from harness import storage
 
-        Path(output).parent.mkdir(parents=True, exist_ok=True)
-        Path(output).write_text(text + "\n", encoding="utf-8")
+        storage.write_text(output, text + "\n", "--output file")
 
 
 def _elo_prob(args: argparse.Namespace) -> int:
@@ -155,13 +171,19 @@ def _read_ratings(items: list[str]) -> dict[str, float]:
         if values.isna().any():
             row = int(values.isna().to_numpy().nonzero()[0][0]) + 1
             raise HarnessError(f"{path}: row {row}: rating is not a number")
-        return dict(zip(frame["model"].astype(str), values.astype(float)))
+        models = frame["model"].astype(str)
+        if models.duplicated().any():
+            row = int(models.duplicated().to_numpy().nonzero()[0][0]) + 1
+            raise HarnessError(f"{path}: row {row}: model {models.iloc[row - 1]!r} is rated twice")
+        return dict(zip(models, values.astype(float)))
     out = {}
     for item in items:
         try:
             model, value = _anchor(item)
         except argparse.ArgumentTypeError as err:
             raise HarnessError(f"ratings: {err}") from None
+        if model in out:
+            raise HarnessError(f"ratings: model {model!r} is given twice ({model}={out[model]:g} and {item})")
         out[model] = value
     return out
 

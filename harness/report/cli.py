@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+from harness.arguments import count as _count
+
 
 def add_parsers(sub) -> None:
     """Register ``dashboard`` on `sub` (argparse subparsers)."""
@@ -22,7 +24,8 @@ def add_parsers(sub) -> None:
     d.add_argument("--experiment", default="harness", help="MLflow experiment (default: harness)")
     d.add_argument("--out", required=True, metavar="DIR", help="output folder (index.html and img/)")
     d.add_argument("--results", metavar="DIR", help="results folder of the default sqlite store (default: results)")
-    d.add_argument("--samples", type=int, default=3, metavar="N", help="sample generations shown per task (default 3)")
+    d.add_argument("--samples", type=_count, default=3, metavar="N",
+                   help="sample generations shown per task, >= 0 (default 3)")
     d.set_defaults(func=_dashboard)
 
 

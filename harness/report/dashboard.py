@@ -285,8 +285,10 @@ def build_dashboard(experiment: str, out_dir: str | os.PathLike, *, results_dir:
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     uri = store.tracking_uri(results_dir)
     index = out / "index.html"
-    index.write_text(h.page("dashboard.html", title=f"harness: {experiment}", nav=nav,
-                            subtitle=f"{len(runs)} finished runs in MLflow experiment {experiment!r}",
-                            footer=f"built {now} from {uri}; open the runs with: mlflow ui --backend-store-uri {uri}",
-                            **sections))
+    from harness import storage
+
+    page = h.page("dashboard.html", title=f"harness: {experiment}", nav=nav,
+                  subtitle=f"{len(runs)} finished runs in MLflow experiment {experiment!r}",
+                  footer=f"built {now} from {uri}; open the runs with: mlflow ui --backend-store-uri {uri}", **sections)
+    storage.write_text(index, page, "dashboard page")  # all or nothing: a full disk keeps the last whole page
     return index

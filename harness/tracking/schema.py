@@ -130,8 +130,19 @@ class RunTags:
     regressions: tuple[str, ...] = ()
     verdict: Literal["pass", "fail", "cannot-compare"] | None = None
     promoted: str | None = None
+    promoted_version: str | None = None  # the version this nightly pointed the alias at (--promote, a pass)
+    promotion_held: Literal["true", "false"] | None = None  # the alias read back just after: still that version?
     # compare
     runs: tuple[str, ...] = ()
+    # the outbox (`harness.tracking.outbox`): what `harness sync` records exactly once
+    record_id: str | None = None  # given to an eval or nightly run before it is logged; its outbox entry's id
+    outbox_parent: str | None = None  # a run `harness sync` recorded at the top level: the parent it was meant for
+    # liveness (`harness.tracking.liveness`): who holds a RUNNING run, and since when it last said it was alive
+    host: str | None = None  # the machine whose process holds the run
+    pid: str | None = None  # that process
+    heartbeat: str | None = None  # epoch seconds of its last heartbeat
+    reaped: str | None = None  # why a later command ended the run KILLED (its process died without ending it)
+    resumed: str | None = None  # a pipeline continued by `harness run --resume`: how many times
 
     @classmethod
     def from_tags(cls, tags: Mapping[str, Any]) -> "RunTags":
@@ -224,6 +235,11 @@ def where(kind: Kind | None = None, *, finished: bool = True, **fields: str) -> 
 def where_model(model_hash: str) -> str:
     """A `search_logged_models` filter: the logged models of one checkpoint, by its content hash tag."""
     return f"tags.`{tag_key('model_hash')}` = {_quote(model_hash)}"
+
+
+def where_parent(run_id: str) -> str:
+    """A search term matching the runs nested under run `run_id`."""
+    return f"tags.`{PARENT_TAG}` = {_quote(run_id)}"
 
 
 def where_name(value: str) -> str:

@@ -22,6 +22,7 @@ import json
 import math
 import os
 import tempfile
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -69,17 +70,23 @@ def unreachable(err: BaseException) -> bool:
     return False
 
 
-def server_unreachable(uri: str, err: BaseException, results_dir: str | os.PathLike | None = None
-                       ) -> ServerUnreachable:
-    """The one line for a tracking server that did not answer (what was computed stays in the local caches)."""
+def server_unreachable(uri: str, err: BaseException, results_dir: str | os.PathLike | None = None, *,
+                       outbox: str | os.PathLike | None = None) -> ServerUnreachable:
+    """The one line for a tracking server that did not answer: the results were kept in `outbox` (an entry of
+    `harness.tracking.outbox`, recorded by ``harness sync``), else what was computed stays in the local caches."""
     kept = Path(results_dir or "results").resolve()
+    if outbox is not None:
+        return ServerUnreachable(f"the MLflow tracking server {uri} does not answer ({type(err).__name__}); the "
+                                 f"results are kept locally in the outbox {outbox}: run `harness sync --results "
+                                 f"{kept}` when the server is back")
     return ServerUnreachable(f"the MLflow tracking server {uri} does not answer ({type(err).__name__}); what was "
                              f"computed is kept in the local caches under {kept}: run the command again when the "
                              "server is back (finished work is not redone)")
 
 
 def ping(results_dir: str | os.PathLike | None = None) -> None:
-    """Before any model work: a tracking server (http/https URI) must answer one request, else `ServerUnreachable`."""
+    """Before any model work: a tracking server (http/https URI) must answer one request, else `ServerUnreachable`;
+    a server that refuses the credentials is a `HarnessError` (`refused`)."""
     uri = os.environ.get("MLFLOW_TRACKING_URI", "")
     if not uri.startswith(("http://", "https://")):
         return  # a local store: nothing to reach
@@ -88,7 +95,32 @@ def ping(results_dir: str | os.PathLike | None = None) -> None:
     except Exception as err:  # noqa: BLE001 - MLflow wraps requests' errors in its own types
         if unreachable(err):
             raise server_unreachable(uri, err, results_dir) from None
+        if refused(err):
+            raise credentials_refused(uri, err) from None
         raise
+
+
+def refused(err: BaseException) -> bool:
+    """Whether `err` is a tracking server refusing the request: HTTP 401 (no or wrong credentials) or 403."""
+    return getattr(err, "error_code", None) in ("UNAUTHENTICATED", "PERMISSION_DENIED")
+
+
+def credentials_refused(uri: str, err: BaseException) -> HarnessError:
+    """The one line for a server (MLflow's basic auth) that refused the request; it names the user, never a
+    secret (the credentials come only from ``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD``)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri)
+    where = parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")).geturl()
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    if getattr(err, "error_code", None) == "PERMISSION_DENIED":
+        return HarnessError(f"the MLflow tracking server {where} denied user {user!r} permission (HTTP 403): ask "
+                            "its admin for EDIT on the experiment and the registered model")
+    if user:
+        return HarnessError(f"the MLflow tracking server {where} refused the credentials of user {user!r} (HTTP "
+                            "401): check MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD")
+    return HarnessError(f"the MLflow tracking server {where} requires credentials (HTTP 401): set "
+                        "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD")
 
 
 def client(uri: str):
@@ -105,12 +137,17 @@ def client(uri: str):
 
         for name in ("alembic", "mlflow.store.db.utils", "mlflow.tracking._tracking_service.client"):
             logging.getLogger(name).setLevel(logging.WARNING)
+        if uri.startswith("sqlite:"):
+            from harness.tracking import migrate
+
+            migrate.ensure(uri)  # created and migrated once, under a lock, however many processes start at once
         _client_cache[uri] = MlflowClient(tracking_uri=uri)
     return _client_cache[uri]
 
 
 def experiment_id(uri: str, name: str, results_dir: str | os.PathLike | None = None) -> str:
-    """Get or create the experiment `name`; a local store keeps its artifacts in ``<results>/mlartifacts``.
+    """Get or create the experiment `name`; a local store keeps its artifacts in ``<results>/mlartifacts`` (a sqlite
+    store named by ``MLFLOW_TRACKING_URI``: ``mlartifacts`` beside the database file).
 
     The experiment is a model-training one (``mlflow.experimentKind``, also set on an existing experiment that
     lacks it), so that the MLflow UI shows it as runs rather than as a GenAI app's traces.
@@ -124,8 +161,24 @@ def experiment_id(uri: str, name: str, results_dir: str | os.PathLike | None = N
     location = None
     if uri.startswith("sqlite:///") and not os.environ.get("MLFLOW_TRACKING_URI"):
         location = (Path(results_dir or "results").resolve() / "mlartifacts").as_uri()
-    return c.create_experiment(name, artifact_location=location,
-                               tags={schema.EXPERIMENT_KIND_TAG: schema.EXPERIMENT_KIND})
+    elif uri.startswith("sqlite:///"):  # beside the database, not in ./mlruns of whichever process came first
+        from harness.tracking import migrate
+
+        db = migrate.sqlite_path(uri)
+        location = (db.parent / "mlartifacts").as_uri() if db else None
+    try:
+        return c.create_experiment(name, artifact_location=location,
+                                   tags={schema.EXPERIMENT_KIND_TAG: schema.EXPERIMENT_KIND})
+    except Exception as err:  # noqa: BLE001 - MLflow raises its own exception types
+        if not already_exists(err):
+            raise
+        return c.get_experiment_by_name(name).experiment_id  # another process created it a moment ago
+
+
+def already_exists(err: BaseException) -> bool:
+    """Whether `err` is MLflow's "already exists" (``RESOURCE_ALREADY_EXISTS``): two processes creating the same
+    experiment or registered model at once; the loser uses the winner's."""
+    return getattr(err, "error_code", None) == "RESOURCE_ALREADY_EXISTS"
 
 
 def ui_url(experiment_id: str, base: str = "http://127.0.0.1:5000") -> str:
@@ -272,7 +325,23 @@ class Run:
                                tags=[InputTag(schema.DATASET_CONTEXT_TAG, context)])
                   for d in datasets]
         if inputs:
-            self.client.log_inputs(self.run_id, datasets=inputs)
+            _racing(lambda: self.client.log_inputs(self.run_id, datasets=inputs))
+
+
+_LOST_RACE = ("UniqueViolation", "UNIQUE constraint failed", "duplicate key value")
+
+
+def _racing(call, attempts: int = 5):
+    """`call()`, again (up to `attempts` times) when MLflow lost an insert race: it checks whether a shared row (a
+    dataset of the experiment) exists and then inserts it, so two processes logging the same one at once collide on
+    the unique key; the retry finds the row and links it."""
+    for attempt in range(attempts):
+        try:
+            return call()
+        except Exception as err:  # noqa: BLE001 - MLflow wraps the database's error in its own types
+            if attempt == attempts - 1 or not any(text in str(err) for text in _LOST_RACE):
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 @contextmanager
@@ -284,29 +353,145 @@ def run(
     results_dir: str | os.PathLike | None = None,
     parent: Run | None = None,
     tags: Mapping[str, Any] | None = None,
+    reopen: str | None = None,
 ) -> Iterator[Run]:
     """Open a run of `kind` (nested under `parent` if given); it ends FINISHED, FAILED on an exception, KILLED on
     Ctrl-C. `tags` are built with `schema.tags` (plus provenance tags); the kind and schema version are added here.
+    Every open run holds a heartbeat (`harness.tracking.liveness`).
+
+    `reopen` is the id of an ended run to continue instead (``harness run --resume``): it is RUNNING again, held by
+    this process, until the block ends it as above.
     """
     uri = parent.uri if parent else tracking_uri(results_dir)
+    c = client(uri)
+    if reopen:
+        info = c.get_run(reopen).info
+        c.update_run(reopen, status="RUNNING")
+        handle = Run(uri, reopen, info.experiment_id)
+        handle.set_tags({**(tags or {}), **_alive_tags()})
+        with _heartbeat(handle):
+            yield from _ending(c, reopen, handle)
+        return
     exp_id = parent.experiment_id if parent else experiment_id(uri, experiment, results_dir)
-    all_tags = {schema.RUN_NAME_TAG: schema.run_name(name), **(tags or {}), **schema.tags(kind)}
+    all_tags = {schema.RUN_NAME_TAG: schema.run_name(name), **(tags or {}), **schema.tags(kind), **_alive_tags()}
     if parent:
         all_tags[schema.PARENT_TAG] = parent.run_id
-    c = client(uri)
     info = c.create_run(exp_id, run_name=all_tags[schema.RUN_NAME_TAG],
                         tags={k: str(v) for k, v in all_tags.items()}).info
     handle = Run(uri, info.run_id, exp_id)
+    with _heartbeat(handle):
+        yield from _ending(c, info.run_id, handle)
+
+
+def _ending(c, run_id: str, handle: Run) -> Iterator[Run]:
+    """Yield `handle`, then end its run FINISHED, FAILED on an exception, KILLED on Ctrl-C or a signal."""
     try:
         yield handle
     except KeyboardInterrupt:
-        c.set_terminated(info.run_id, "KILLED")
+        c.set_terminated(run_id, "KILLED")
         raise
     except BaseException:
-        c.set_terminated(info.run_id, "FAILED")
+        c.set_terminated(run_id, "FAILED")
         raise
     else:
-        c.set_terminated(info.run_id, "FINISHED")
+        c.set_terminated(run_id, "FINISHED")
+
+
+def _alive_tags() -> dict[str, str]:
+    """Who holds a new run (`harness.tracking.liveness`): this host and process, and a first heartbeat."""
+    from harness.tracking import liveness
+
+    return schema.tags(host=liveness.host(), pid=os.getpid(), heartbeat=f"{time.time():.0f}")
+
+
+_open_runs: dict[str, Run] = {}  # run id → handle, for the heartbeat thread
+_beat_lock = threading.Lock()
+_beat_thread: threading.Thread | None = None
+
+
+@contextmanager
+def _heartbeat(handle: Run) -> Iterator[None]:
+    """While the block runs, the run's ``heartbeat`` tag is refreshed every `liveness.interval()` seconds by one
+    daemon thread shared by all open runs of the process. A failed refresh (the server briefly away) is skipped:
+    the run's own requests report outages."""
+    global _beat_thread
+    with _beat_lock:
+        _open_runs[handle.run_id] = handle
+        if _beat_thread is None or not _beat_thread.is_alive():
+            _beat_thread = threading.Thread(target=_beat, name="harness-heartbeat", daemon=True)
+            _beat_thread.start()
+    try:
+        yield
+    finally:
+        with _beat_lock:
+            _open_runs.pop(handle.run_id, None)
+
+
+def _beat() -> None:
+    """The heartbeat thread: wakes every second at most (no store traffic) and refreshes each open run whose last
+    beat is an interval old (the interval is read each time, so a changed ``HARNESS_HEARTBEAT_S`` applies)."""
+    from harness.tracking import liveness
+
+    key = schema.tag_key("heartbeat")
+    last: dict[str, float] = {}
+    while True:
+        time.sleep(min(liveness.interval(), 1.0))
+        with _beat_lock:
+            handles = list(_open_runs.values())
+        now = time.monotonic()
+        last = {h.run_id: last.get(h.run_id, now) for h in handles}  # a new run beat when it was created
+        for h in handles:
+            if now - last[h.run_id] < liveness.interval():
+                continue
+            last[h.run_id] = now
+            try:
+                h.client.set_tag(h.run_id, key, f"{time.time():.0f}")
+            except Exception:  # noqa: BLE001 - never let a heartbeat kill or slow the work it reports on
+                continue
+
+
+def running(results_dir: str | os.PathLike | None = None) -> list[dict]:
+    """The store's RUNNING runs: ``run_id, name, experiment, kind, host, pid, heartbeat_age_s, orphan`` rows
+    (``orphan``: why its process is gone — `harness.tracking.liveness.orphaned` — or empty). A default sqlite
+    store that does not exist yet is not created."""
+    from harness.tracking import liveness
+
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        if not (Path(results_dir or "results").resolve() / "mlflow.db").exists():
+            return []
+    c = client(tracking_uri(results_dir))
+    experiments = {e.experiment_id: e.name for e in c.search_experiments()}
+    ids, rows = list(experiments), []
+    for i in range(0, len(ids), 100):  # search_runs takes at most 100 experiments
+        token = None
+        while True:
+            page = c.search_runs(ids[i:i + 100], "attributes.status = 'RUNNING'", max_results=1000,
+                                 page_token=token)
+            now = time.time()
+            for r in page:
+                tags = schema.RunTags.from_tags(r.data.tags)
+                beat = _finite(tags.heartbeat)
+                rows.append({"run_id": r.info.run_id, "name": r.info.run_name,
+                             "experiment": experiments.get(r.info.experiment_id, ""), "kind": tags.kind or "",
+                             "host": tags.host or "", "pid": tags.pid or "",
+                             "heartbeat_age_s": round(now - beat) if beat is not None else None,
+                             "orphan": liveness.orphaned(tags, started=r.info.start_time / 1000, now=now) or ""})
+            token = page.token
+            if not token:
+                break
+    return rows
+
+
+def reap(results_dir: str | os.PathLike | None = None) -> list[dict]:
+    """End KILLED every RUNNING run of the store whose process is gone, tagged with why (``reaped``); those runs
+    (`running` rows). Every command on a store runs this first, so that no reader ever waits on a dead run."""
+    orphans = [row for row in running(results_dir) if row["orphan"]]
+    if orphans:
+        c = client(tracking_uri(results_dir))
+        for row in orphans:
+            c.set_tag(row["run_id"], schema.tag_key("reaped"), row["orphan"])
+            c.set_terminated(row["run_id"], "KILLED")
+    return orphans
 
 
 def search_runs(uri: str, experiment: str, filter_string: str = "", order_by: list[str] | None = None):
@@ -369,21 +554,35 @@ def log_checkpoint(handle: Run, folder: str | os.PathLike, model_name: str, tags
 
     c = handle.client
     stage = tags.get("stage")
-    model = c.create_logged_model(
-        handle.experiment_id, name=schema.logged_model_name(name or stage or Path(folder).name),
-        source_run_id=handle.run_id, params={"model_hash": model_hash, **({"stage": str(stage)} if stage else {})},
-        tags=schema.tags(model_hash=model_hash, stage=stage, schema_version=schema.SCHEMA_VERSION))
+    model, version = _checkpoint_of(c, handle.experiment_id, model_name, model_hash)
+    if model is not None and version is not None and str(model.status) == "READY":
+        # The same bytes are recorded already (a rerun after a kill, a deterministic retrain): link, don't copy.
+        c.log_outputs(handle.run_id, [LoggedModelOutput(model.model_id, step=0)])
+        handle.set_tags(schema.tags(logged_model=model.model_id, model_version=version))
+        return Checkpoint(model.model_id, str(version))
+    if model is None:
+        model = c.create_logged_model(
+            handle.experiment_id, name=schema.logged_model_name(name or stage or Path(folder).name),
+            source_run_id=handle.run_id,
+            params={"model_hash": model_hash, **({"stage": str(stage)} if stage else {})},
+            tags=schema.tags(model_hash=model_hash, stage=stage, schema_version=schema.SCHEMA_VERSION))
     try:
         c.log_model_artifacts(model.model_id, str(folder))
         c.log_outputs(handle.run_id, [LoggedModelOutput(model.model_id, step=0)])
-        try:
-            c.get_registered_model(model_name)
-        except Exception:  # noqa: BLE001 - MLflow raises its own RestException for "does not exist"
-            c.create_registered_model(model_name)
-        # The source is the LoggedModel's artifact folder rather than ``models:/<id>``: a sqlite registry resolves
-        # that URI through the process-wide tracking URI, not this client's.
-        version = c.create_model_version(model_name, model.artifact_location, run_id=handle.run_id,
-                                         tags={k: str(v) for k, v in tags.items()}, model_id=model.model_id).version
+        if version is None:
+            try:
+                c.get_registered_model(model_name)
+            except Exception:  # noqa: BLE001 - MLflow raises its own RestException for "does not exist"
+                try:
+                    c.create_registered_model(model_name)
+                except Exception as err:  # noqa: BLE001 - created by another process meanwhile: use it
+                    if not already_exists(err):
+                        raise
+            # The source is the LoggedModel's artifact folder rather than ``models:/<id>``: a sqlite registry
+            # resolves that URI through the process-wide tracking URI, not this client's.
+            version = c.create_model_version(model_name, model.artifact_location, run_id=handle.run_id,
+                                             tags={k: str(v) for k, v in tags.items()},
+                                             model_id=model.model_id).version
         c.set_logged_model_tags(model.model_id, {
             **schema.tags(model_version=version),
             schema.MODEL_VERSIONS_TAG: json.dumps([{"name": model_name, "version": version}])})
@@ -393,6 +592,37 @@ def log_checkpoint(handle: Run, folder: str | os.PathLike, model_name: str, tags
     c.finalize_logged_model(model.model_id, "READY")
     handle.set_tags(schema.tags(logged_model=model.model_id, model_version=version))
     return Checkpoint(model.model_id, str(version))
+
+
+def _checkpoint_of(c, experiment: str, model_name: str, model_hash: str):
+    """``(LoggedModel, version)`` already recording a checkpoint with `model_hash` as a version of `model_name`
+    (either may be None: a process killed between creating the LoggedModel and registering it, or before).
+
+    Only LoggedModels made by `log_checkpoint` count (an eval of an external checkpoint makes one without
+    artifacts, with a ``model`` param). A LoggedModel that is not READY was cut short while uploading; its upload
+    is redone. This is what keeps a rerun after a kill from adding a second model version of the same bytes."""
+    found = c.search_logged_models([experiment], filter_string=schema.where_model(model_hash), max_results=50,
+                                   order_by=[{"field_name": "creation_time", "ascending": False}])
+    own = [m for m in found if "model" not in (m.params or {})]
+    for m in own:
+        try:
+            registered = json.loads((m.tags or {}).get(schema.MODEL_VERSIONS_TAG) or "[]")
+        except ValueError:
+            registered = []
+        for entry in registered:
+            if entry.get("name") == model_name:
+                return m, str(entry["version"])
+    if not own:
+        return None, None
+    try:  # registered before its tags were written: the registry knows it by model id
+        versions = c.search_model_versions(f"name='{model_name}'")
+    except Exception:  # noqa: BLE001 - no such registered model yet
+        versions = []
+    by_model = {getattr(v, "model_id", None): str(v.version) for v in versions}
+    for m in own:
+        if m.model_id in by_model:
+            return m, by_model[m.model_id]
+    return own[0], None
 
 
 def eval_model(handle: Run, *, model: str, model_hash: str, name: str, stage: str | None = None) -> str:
@@ -418,6 +648,17 @@ def eval_model(handle: Run, *, model: str, model_hash: str, name: str, stage: st
         model_id = c.finalize_logged_model(created.model_id, "READY").model_id
     c.log_inputs(handle.run_id, models=[LoggedModelInput(model_id)])
     return model_id
+
+
+def logged_model_hash(model_id: str, results_dir: str | os.PathLike | None = None) -> str | None:
+    """The content hash a READY LoggedModel records (None when it is absent or not READY)."""
+    try:
+        model = client(tracking_uri(results_dir)).get_logged_model(model_id)
+    except Exception:  # noqa: BLE001 - MLflow raises its own exception types for "not found"
+        return None
+    if str(model.status) != "READY":
+        return None
+    return (model.params or {}).get("model_hash")
 
 
 def set_alias(uri: str, model_name: str, alias: str, version: str) -> None:

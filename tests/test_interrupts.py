@@ -1,0 +1,35 @@
+"""An interrupt is never swallowed: a Ctrl-C or SIGTERM that a library catches (a thread pool's callback that
+catches everything) still ends the command as interrupted, with exit code 130 or 128 + N, not as a success."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from harness import cli
+from harness.ratings import cli as ratings_cli
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_swallowed_interrupt_still_stops_the_command(monkeypatch, capsys, sig, code):
+    def swallowing(args):
+        try:
+            os.kill(os.getpid(), sig)
+        except BaseException:  # noqa: BLE001 - what the library did
+            pass
+        print("finished as if nothing happened")
+        return 0
+
+    monkeypatch.setattr(ratings_cli, "_elo_prob", swallowing)
+    assert cli.main(["elo", "prob", "100"]) == code
+    err = capsys.readouterr().err
+    assert ("interrupted" if sig == signal.SIGINT else "terminated by SIGTERM") in err
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_an_uninterrupted_command_keeps_its_code(capsys):
+    assert cli.main(["elo", "prob", "100"]) == 0
+    assert "0.64" in capsys.readouterr().out
