@@ -44,6 +44,26 @@ def test_dead_server_is_one_line_exit_3_before_any_model_work(tiny_checkpoint, t
     assert "outbox" not in err[0] and not (tmp_path / "results" / "outbox").exists()  # nothing was computed
 
 
+def test_a_server_that_accepts_but_never_answers_is_exit_3_within_a_minute(tiny_checkpoint, tmp_path, monkeypatch,
+                                                                            capsys):
+    """A hung server (the connection is accepted by the kernel, no reply ever comes) costs the bounded timeouts
+    and retries, not MLflow's default minutes per request."""
+    import socket
+
+    with socket.socket() as hung:
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(16)  # never accepted: connects complete in the backlog, requests are never read
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{hung.getsockname()[1]}")
+        monkeypatch.setattr(backends, "create", lambda *a, **k: pytest.fail("the model must not load"))
+        store._client_cache.clear()
+        start = time.monotonic()
+        assert main(_eval(tiny_checkpoint, tmp_path / "results")) == 3
+        took = time.monotonic() - start
+    assert 5 < took < 60, took  # it did wait on the server, boundedly
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "does not answer" in err[0]
+
+
 def test_server_gone_mid_eval_keeps_the_work_and_a_rerun_records_it(tiny_checkpoint, tmp_path, monkeypatch, capsys):
     port, results = free_port(), tmp_path / "results"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
