@@ -263,18 +263,18 @@ def test_sync_against_a_dead_server_is_one_line_exit_3_and_keeps_the_entries(tmp
 def _server(folder: Path, port: int, backend: str | None = None):
     """An ``mlflow server`` with proxied artifacts on `backend` (default: a sqlite file in `folder`); called again
     with the same port and backend, it is the same server restarted."""
+    from postgres import PG_PASSWORD
+
+    env = {"PGPASSWORD": PG_PASSWORD} if backend else None  # libpq's password, never in the URI
     with mlflow_server(backend or f"sqlite:///{folder / 'server.db'}", folder, "--artifacts-destination",
-                       str(folder / "artifacts"), "--serve-artifacts", port=port) as (proc, _):
+                       str(folder / "artifacts"), "--serve-artifacts", port=port, env=env) as (proc, _):
         yield proc
 
 
 @pytest.fixture(scope="module")
-def postgres_database():
-    """A database on a real PostgreSQL cluster (tests/postgres.py), for the team server's backend."""
-    from postgres import postgres_cluster
-
-    with postgres_cluster() as cluster:
-        yield cluster.database("outage")
+def postgres_database(postgres):
+    """A database on the session's real PostgreSQL cluster (tests/postgres.py), for the server's backend."""
+    return postgres.database("outage")
 
 
 def _stop(server) -> None:
