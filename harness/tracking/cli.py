@@ -45,6 +45,9 @@ def add_parsers(sub) -> None:
 
 
 def _runs(args: argparse.Namespace) -> int:
+    import os
+    from pathlib import Path
+
     from harness import console
     from harness.report.tables import render
     from harness.tracking import store
@@ -52,7 +55,8 @@ def _runs(args: argparse.Namespace) -> int:
     results = args.results or "results"
     rows = store.running(results)
     if not rows:
-        console.result(f"no RUNNING run in {store.tracking_uri(results)}")
+        where = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(results).resolve() / 'mlflow.db'}"
+        console.result(f"no RUNNING run in {where}")  # (a missing results folder is not created for this)
         return 0
     table = [[r["run_id"], r["name"], r["experiment"], r["kind"], r["host"], r["pid"],
               "-" if r["heartbeat_age_s"] is None else r["heartbeat_age_s"], r["orphan"] or "alive"]
