@@ -193,22 +193,27 @@ def _apply(obj: Any, data: Any, where: str) -> None:
             setattr(obj, key, value)  # a Section checks the value as it is set
 
 
-def _read_yaml(path: Path) -> dict:
+def parse_yaml(path: Path, what: str) -> Any:
+    """The YAML document in `path` (None when empty); text that is not UTF-8 or not YAML is one `HarnessError`
+    naming `what` (``"config file"``, ``"suite file"``), the file and the line."""
     import yaml
 
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise not_utf8(what, path, err) from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = f" at line {mark.line + 1}" if mark else ""
+        raise HarnessError(f"{what} {str(path)!r} is not valid YAML{line}") from None
+
+
+def _read_yaml(path: Path) -> dict:
     if path.is_dir():
         raise HarnessError(f"config file {str(path)!r} is a folder; name a YAML file")
     if not path.is_file():
         raise HarnessError(f"config file {str(path)!r} not found")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as err:
-        raise not_utf8("config file", path, err) from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        line = f" at line {mark.line + 1}" if mark else ""
-        raise HarnessError(f"config file {str(path)!r} is not valid YAML{line}") from None
-    return data or {}
+    return parse_yaml(path, "config file") or {}
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

@@ -32,7 +32,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from harness.errors import HarnessError, not_utf8
+from harness.config_base import parse_yaml
+from harness.errors import HarnessError
 from harness.resources import resource_path
 
 
@@ -192,17 +193,8 @@ def load(suite: str) -> Suite:
     Returns:
         The `Suite`.
     """
-    import yaml
-
     path = find(suite)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except UnicodeDecodeError as err:
-        raise not_utf8("suite file", path, err) from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise HarnessError(f"suite file {str(path)!r} is not valid YAML{where}") from None
+    data = parse_yaml(path, "suite file") or {}
     where = f"suite file {str(path)!r}"
     _check_keys(data, SUITE_KEYS, where)
     for key, kind, valid in (("name", str, "a string"), ("description", str, "a string"),
