@@ -84,14 +84,16 @@ def _stages(run_id: str, cfg, results: Path, stages: Sequence[str]) -> dict:
             break
         tags = schema.RunTags.from_row(row)
         folder = Path(tags.checkpoint or "")
-        model = store.find_run(str(row["run_id"]), results)
-        if not folder.is_dir() or model is None or not _intact(folder, tags, content_hash, results):
+        if not folder.is_dir() or not _intact(folder, tags, content_hash, results):
             break
-        m = model["metrics"]
-        records[stage] = {"stage": stage, "checkpoint": str(folder), "tokens": int(m.get(schema.COST["tokens"], 0)),
-                          "seconds": float(m.get(schema.COST["seconds"], 0.0)),
-                          "cost_usd": float(m.get(schema.COST["usd"], 0.0)),
-                          "flops": float(m.get(schema.COST["flops"], 0.0)), "run_id": str(row["run_id"])}
+
+        def cost(key: str) -> float:  # the stage's cost metrics, in its search row
+            value = row.get(f"metrics.{schema.COST[key]}")
+            return 0.0 if value is None or value != value else float(value)
+
+        records[stage] = {"stage": stage, "checkpoint": str(folder), "tokens": int(cost("tokens")),
+                          "seconds": cost("seconds"), "cost_usd": cost("usd"), "flops": cost("flops"),
+                          "run_id": str(row["run_id"])}
     return records
 
 

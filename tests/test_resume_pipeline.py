@@ -62,6 +62,9 @@ def test_resume_continues_the_killed_pipeline_under_its_parent(tmp_path, capsys)
     assert sorted((s, st) for s, st, _ in train) == [("base", "FINISHED"), ("dpo", "FINISHED"), ("dpo", "KILLED"),
                                                      ("rlvr", "FINISHED"), ("sft", "FINISHED")]
     assert all(r[f"tags.{schema.PARENT_TAG}"] == parent["run_id"] for _, _, r in train)
+    # the stages read back count in the pipeline's totals with the costs their runs recorded
+    tokens = sum(r[f"metrics.{schema.COST['tokens']}"] for _, st, r in train if st == "FINISHED")
+    assert tokens > 0 and pipelines.iloc[0][f"metrics.{schema.COST_TOTALS['tokens']}"] == tokens
     evals = _runs(results, Kind.EVAL)
     assert sorted((s, st) for s, st, _ in evals) == [("base", "FINISHED"), ("dpo", "FINISHED"),
                                                      ("rlvr", "FINISHED"), ("sft", "FINISHED")]

@@ -63,7 +63,7 @@ def _runs(args: argparse.Namespace) -> int:
              for r in rows]
     console.result(render(table, ["run", "name", "experiment", "kind", "host", "pid", "heartbeat_age_s", "process"]))
     if args.reap:
-        reaped = store.reap(results)
+        reaped = store.reap(results, rows)
         console.result(f"ended KILLED {len(reaped)} orphaned run(s)" if reaped else "no orphaned run to end")
     else:
         orphans = sum(bool(r["orphan"]) for r in rows)

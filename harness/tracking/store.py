@@ -482,10 +482,11 @@ def running(results_dir: str | os.PathLike | None = None) -> list[dict]:
     return rows
 
 
-def reap(results_dir: str | os.PathLike | None = None) -> list[dict]:
+def reap(results_dir: str | os.PathLike | None = None, rows: list[dict] | None = None) -> list[dict]:
     """End KILLED every RUNNING run of the store whose process is gone, tagged with why (``reaped``); those runs
-    (`running` rows). Every command on a store runs this first, so that no reader ever waits on a dead run."""
-    orphans = [row for row in running(results_dir) if row["orphan"]]
+    (`running` rows; `rows` when the caller has just listed them). Every command on a store runs this first, so
+    that no reader ever waits on a dead run."""
+    orphans = [row for row in (running(results_dir) if rows is None else rows) if row["orphan"]]
     if orphans:
         c = client(tracking_uri(results_dir))
         for row in orphans:
