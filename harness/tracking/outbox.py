@@ -135,24 +135,7 @@ class Entry:
 
     def write(self, artifact: Artifact, data: Any) -> None:
         """One artifact of the schema, in the file `store.Run.write` would upload."""
-        path = self.artifacts / artifact.path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if artifact.format == "csv":
-            data.to_csv(path, index=False)
-        elif artifact.format == "jsonl":
-            data.to_json(path, orient="records", lines=True, force_ascii=False)
-        elif artifact.format == "json":
-            path.write_text(json.dumps(data, indent=2, default=str))
-        elif artifact.format == "yaml":
-            import yaml
-
-            path.write_text(yaml.safe_dump(data, sort_keys=False))
-        elif artifact.format == "text":
-            path.write_text(data)
-        elif artifact.format == "png":
-            data.savefig(path)
-        else:
-            shutil.copytree(data, path, dirs_exist_ok=True)
+        store.write_file(artifact, data, self.artifacts / artifact.path)
 
     # ------------------------------------------------------------------------------------------- the files
 

@@ -212,6 +212,31 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def write_file(artifact: Artifact, data: Any, path: Path) -> None:
+    """One artifact of the schema as the local file `path`, by its format: a DataFrame (csv, jsonl), plain data
+    (json, yaml), a string (text, UTF-8), a matplotlib figure (png) or a local folder (dir, copied). What
+    `Run.write` uploads and an outbox entry keeps (`harness.tracking.outbox`)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if artifact.format == "csv":
+        data.to_csv(path, index=False)
+    elif artifact.format == "jsonl":
+        data.to_json(path, orient="records", lines=True, force_ascii=False)
+    elif artifact.format == "json":
+        path.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
+    elif artifact.format == "yaml":
+        import yaml
+
+        path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    elif artifact.format == "text":
+        path.write_text(data, encoding="utf-8")
+    elif artifact.format == "png":
+        data.savefig(path)
+    else:
+        import shutil
+
+        shutil.copytree(data, path, dirs_exist_ok=True)
+
+
 class Run:
     """A handle on one MLflow run: log params, metrics, tags and artifacts by id."""
 
@@ -272,46 +297,16 @@ class Run:
         else:
             self.client.log_artifact(self.run_id, str(p), artifact_path)
 
-    def log_text(self, text: str, artifact_file: str) -> None:
-        self.client.log_text(self.run_id, text, artifact_file)
-
-    def log_dict(self, data: Any, artifact_file: str) -> None:
-        if artifact_file.endswith((".yaml", ".yml")):
-            import yaml
-
-            self.log_text(yaml.safe_dump(data, sort_keys=False), artifact_file)
-        else:
-            self.log_text(json.dumps(data, indent=2, default=str), artifact_file)
-
-    def log_figure(self, figure, artifact_file: str) -> None:
-        self.client.log_figure(self.run_id, figure, artifact_file)
-
-    def log_table(self, frame, artifact_file: str) -> None:
-        """Log a pandas DataFrame as CSV, JSONL or Parquet according to the file's extension."""
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / Path(artifact_file).name
-            if artifact_file.endswith(".parquet"):
-                frame.to_parquet(path, index=False)
-            elif artifact_file.endswith(".jsonl"):
-                frame.to_json(path, orient="records", lines=True, force_ascii=False)
-            else:
-                frame.to_csv(path, index=False)
-            parent = str(Path(artifact_file).parent)
-            self.client.log_artifact(self.run_id, str(path), None if parent == "." else parent)
-
     def write(self, artifact: Artifact, data: Any) -> None:
-        """Write one artifact of the schema by its format: a DataFrame (csv, jsonl), plain data (json, yaml), a
-        string (text), a matplotlib figure (png) or a local folder (dir)."""
-        if artifact.format in ("csv", "jsonl"):
-            self.log_table(data, artifact.path)
-        elif artifact.format in ("json", "yaml"):
-            self.log_dict(data, artifact.path)
-        elif artifact.format == "text":
-            self.log_text(data, artifact.path)
-        elif artifact.format == "png":
-            self.log_figure(data, artifact.path)
-        else:
+        """Write one artifact of the schema by its format (`write_file`), uploaded as one file (a folder for dir)."""
+        if artifact.format == "dir":
             self.log_artifact(data, artifact.path)
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / Path(artifact.path).name
+            write_file(artifact, data, local)
+            parent = str(Path(artifact.path).parent)
+            self.client.log_artifact(self.run_id, str(local), None if parent == "." else parent)
 
     def artifact_uri(self) -> str:
         return self.client.get_run(self.run_id).info.artifact_uri
