@@ -131,8 +131,14 @@ class _LogStream(io.TextIOBase):
 
 
 def log_to(results_dir: str | os.PathLike) -> Path | None:
-    """Put this session's log in ``<results_dir>/logs/``; its path (None outside a session)."""
-    return _current[-1].open(Path(results_dir) / "logs") if _current else None
+    """Put this session's log in ``<results_dir>/logs/``; its path (None outside a session). Under ``accelerate
+    launch`` the main process's log is the command's one: the others' is written (to the temp folder) only if they
+    crash."""
+    from harness import distributed
+
+    if not _current or not distributed.is_main():
+        return None
+    return _current[-1].open(Path(results_dir) / "logs")
 
 
 def log_path() -> Path | None:
@@ -149,8 +155,12 @@ def crash() -> Path | None:
     log.write(traceback.format_exc())
     path = log.path or log.open(Path(tempfile.gettempdir()))
     first = first_line(err, "")
-    console.info(f"harness: error: unexpected {kind.__name__}" + (f": {first}" if first else "")
-                 + f" (traceback in {path})")
+    from harness import distributed
+
+    where, say = ("", console.info) if distributed.is_main() else (f" in process {distributed.rank()}",
+                                                                    console.alert)  # the others print only this
+    say(f"harness: error{where}: unexpected {kind.__name__}" + (f": {first}" if first else "")
+        + f" (traceback in {path})")
     return path
 
 

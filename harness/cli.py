@@ -6,10 +6,15 @@ one line on stderr and exit code 2 (3 for a tracking server that does not answer
 written). Before a command does any work, the files and folders its flags name are checked writable and the
 tracking URI known (`harness.storage`); a disk that fills up or turns read-only mid-command is one line too.
 
-The commands that run libraries (``run``, ``eval``, ``import``, ``arena``, ``nightly``) run inside a
-`harness.capture` session: the libraries' own output goes to ``<results>/logs/harness-<command>-<timestamp>.log``,
-and to the terminal too with ``harness --verbose COMMAND`` (also accepted after the command). An unexpected crash
-is one line on the terminal naming that log, which holds the traceback (exit code 1).
+The commands that run libraries (``run``, ``eval``, ``import``, ``arena``, ``nightly``, ``sweep``, ``watch``) run
+inside a `harness.capture` session: the libraries' own output goes to
+``<results>/logs/harness-<command>-<timestamp>.log``, and to the terminal too with ``harness --verbose COMMAND``
+(also accepted after the command). An unexpected crash is one line on the terminal naming that log, which holds the
+traceback (exit code 1).
+
+Under ``accelerate launch`` every process runs the command: only ``run`` trains across processes (any other is one
+line, exit 2), the main process alone prints and records, and every process exits with its exit code
+(`harness.distributed.finish`).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import argparse
 import signal
 import sys
 
+from harness import distributed
 from harness.errors import HarnessError, ServerUnreachable
 
 
@@ -73,7 +79,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from harness import runner_cli
+    from harness import runner_cli, watch_cli
     from harness.arena import cli as arena_cli
     from harness.evals import cli as evals_cli
     from harness.nightly import cli as nightly_cli
@@ -87,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--verbose", action="store_true", help=_VERBOSE)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (runner_cli, evals_cli, ratings_cli, arena_cli, nightly_cli, report_cli, tracking_cli):
+    for module in (runner_cli, evals_cli, ratings_cli, arena_cli, nightly_cli, report_cli, tracking_cli, watch_cli):
         module.add_parsers(sub)
     for command in sub.choices.values():  # `harness run --verbose` works too; SUPPRESS keeps a global --verbose
         command.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=_VERBOSE)
@@ -98,7 +104,7 @@ _VERBOSE = "also show the libraries' own output (lm-eval, transformers, TRL, MLf
     "goes to <results>/logs/"
 # Commands that run libraries: their output is kept off the terminal (see `harness.capture.session`).
 _RECORD_COMMANDS = {"compare", "dashboard", "runs"}  # commands that only read the record: the server is pinged first
-_LIBRARY_COMMANDS = {"run", "eval", "import", "arena", "nightly"}
+_LIBRARY_COMMANDS = {"run", "eval", "import", "arena", "nightly", "sweep", "watch"}
 
 
 def main(argv: list[str] | None = None, *, capture_fds: bool | None = None) -> int:
@@ -117,7 +123,13 @@ def main(argv: list[str] | None = None, *, capture_fds: bool | None = None) -> i
         from harness import console
 
         console.error(str(err))
-        return 2
+        return distributed.finish(2)
+    if args.command != "run" and distributed.processes() > 1:
+        from harness import console
+
+        console.error(f"harness {args.command} runs in one process, and this launch started "
+                      f"{distributed.processes()}: only harness run trains across the processes of accelerate launch")
+        return distributed.finish(2)
     previous = _on_signals()
     try:
         code = _run(args, argv, capture_fds)
@@ -127,7 +139,7 @@ def main(argv: list[str] | None = None, *, capture_fds: bool | None = None) -> i
     if _received and code < 128:  # interrupted, but something swallowed it: the command did not finish as asked
         first = _received[0]
         return _stopped(KeyboardInterrupt() if first == signal.SIGINT else Terminated(first))
-    return code
+    return distributed.finish(code)
 
 
 def _run(args: argparse.Namespace, argv: list[str] | None, capture_fds: bool | None) -> int:
@@ -200,6 +212,8 @@ def _store_ready(args: argparse.Namespace) -> None:
     from harness import console
     from harness.tracking import store
 
+    if not distributed.is_main():  # the main process alone works on the store; the others learn how it went
+        return
     results = getattr(args, "results", None)
     store.ping(results)
     if getattr(args, "command", None) == "runs":

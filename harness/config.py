@@ -22,8 +22,8 @@ from harness.config_base import (Section, apply_flags, apply_overrides, apply_ya
 from harness.errors import HarnessError
 from harness.resources import resource_path
 
-__all__ = ["ArenaConfig", "ArenaMode", "Backend", "Config", "DPOConfig", "EvalConfig", "JudgeKind", "LLMJudgeConfig",
-           "ModelConfig", "PretrainConfig", "RLVRConfig", "RewardModelConfig", "RunConfig", "SFTConfig",
+__all__ = ["ArenaConfig", "ArenaEngine", "ArenaMode", "Backend", "Config", "DPOConfig", "EvalConfig", "JudgeKind", "LLMJudgeConfig",
+           "LoRAConfig", "ModelConfig", "Quantize", "PretrainConfig", "RLVRConfig", "RewardModelConfig", "RunConfig", "SFTConfig", "SweepConfig",
            "apply_flags", "apply_overrides", "apply_yaml", "load_config", "option", "parse_override", "to_dict",
            "validate"]
 
@@ -33,6 +33,8 @@ PACKAGE_CONFIGS = resource_path("configs")
 Backend = Literal["hf", "vllm", "local-chat-completions"]
 JudgeKind = Literal["verifier", "reward-model", "llm"]
 ArenaMode = Literal["round-robin", "baseline"]
+ArenaEngine = Literal["hf", "vllm"]
+Quantize = Literal["none", "4bit", "8bit"]
 
 
 _DEVICE = re.compile(r"^(cpu|cuda|mps|xpu|npu|hpu|meta)(:\d+)?$")
@@ -113,6 +115,79 @@ class PretrainConfig(Section):
     log_every: int = option(10, "Log the loss every N steps.", ge=1)
 
 
+# ------------------------------------------------------------------ what every TRL stage shares: data and hardware
+
+_DATASET = ("Training data: a hub id (with dataset_config, dataset_split, dataset_revision; offline from the local "
+            "cache) or local JSONL / JSON / Parquet / CSV files or a folder of them, in TRL's standard format: {}. "
+            "None: the embedded synthetic skills.")
+_DATASET_CONFIG = "The hub dataset's config (subset) name, e.g. main for openai/gsm8k."
+_DATASET_SPLIT = ("Split to train on (a hub split; in a folder, the files named after it, e.g. train.jsonl, else every "
+                  "file).")
+_DATASET_REVISION = "The hub dataset's revision (commit, tag or branch) to pin."
+_DATASET_COLUMNS = ("Column mapping, standard name: your column (e.g. {{{}}}); the columns the stage needs are "
+                    "checked before any training.")
+_MAX_LENGTH = "Maximum tokens per training sequence (longer ones are truncated)."
+_GRAD_ACCUM = "Steps whose gradients are summed before each optimizer step (effective batch = batch_size × this)."
+_GRAD_CKPT = ("Recompute activations in the backward pass (less memory, about a third more compute; on by default in "
+              "TRL's trainer configs).")
+_TRL = ("Any other field of TRL's {} passed through, over the harness's own settings (e.g. {{warmup_steps: 10, "
+        "weight_decay: 0.01}}); checked against TRL's class.")
+_OWNED_BY_HARNESS = {"output_dir": "checkpoints are written to <results>/checkpoints/<run name>/<stage>"}
+
+
+def check_trl(mapping: dict, trl_class: str, key: str) -> None:
+    """Every key of a stage's ``trl`` mapping is a field of TRL's config class `trl_class` (imported only when the
+    mapping has keys); the values are checked by that class when the stage's trainer arguments are built."""
+    if not mapping:
+        return
+    import dataclasses
+    import difflib
+
+    import trl
+
+    fields = {f.name for f in dataclasses.fields(getattr(trl, trl_class))}
+    for name in mapping:
+        if name in _OWNED_BY_HARNESS:
+            raise HarnessError(f"config key {key}.{name}: set by the harness ({_OWNED_BY_HARNESS[name]})")
+        if name not in fields:
+            close = difflib.get_close_matches(str(name), fields, n=3)
+            hint = f"did you mean {', '.join(close)}? " if close else ""
+            raise HarnessError(f"config key {key}.{name}: not a field of trl.{trl_class} ({hint}valid: its fields, "
+                               f"listed by python -c \"import dataclasses, trl; print(sorted(f.name for f in "
+                               f"dataclasses.fields(trl.{trl_class})))\")")
+
+
+@dataclass
+class LoRAConfig(Section):
+    where = "lora"  # the stage's key (sft.lora, ...) is set per instance by `at`
+    r: int = option(0, "LoRA rank through PEFT (0: off, every weight trained); the merged model is saved.", ge=0)
+    alpha: float = option(16.0, "LoRA scaling alpha (the update is scaled by alpha / r).", gt=0)
+    dropout: float = option(0.05, "Dropout on the LoRA branch.", ge=0, lt=1)
+    target_modules: list = option(["all-linear"], "Module names the adapters attach to (e.g. [q_proj, v_proj]); "
+                                                  "all-linear: every linear layer but the output head.")
+    quantize: Quantize = option("none", "QLoRA: load the base weights in 4bit or 8bit through bitsandbytes (CUDA "
+                                        "only); none: full precision.")
+
+    @classmethod
+    def at(cls, where: str) -> "LoRAConfig":
+        section = cls()
+        object.__setattr__(section, "where", where)
+        return section
+
+    def check(self) -> None:
+        if not self.target_modules or not all(isinstance(m, str) and m for m in self.target_modules):
+            raise HarnessError(f"config key {self.key('target_modules')}: {self.target_modules!r} is not a list of "
+                               "module names (valid: e.g. [q_proj, v_proj], or [all-linear])")
+        if self.quantize != "none" and not self.r:
+            raise HarnessError(f"config key {self.key('quantize')}: {self.quantize} needs LoRA "
+                               f"({self.key('r')} > 0): quantized weights cannot be trained directly")
+
+
+def _lora(stage: str):
+    return field(default_factory=lambda: LoRAConfig.at(f"{stage}.lora"),
+                 metadata={"help": "LoRA / QLoRA through PEFT (off while r is 0)."})
+
+
 @dataclass
 class SFTConfig(Section):
     where = "sft"
@@ -124,6 +199,21 @@ class SFTConfig(Section):
     batch_size: int = option(32, "Per-device batch size.", ge=1)
     learning_rate: float = option(1e-3, "Learning rate.", gt=0)
     log_every: int = option(10, "Log every N steps.", ge=1)
+    dataset: str | None = option(None, _DATASET.format("messages, or prompt and completion (conversational or "
+                                                       "plain), or text"))
+    dataset_config: str | None = option(None, _DATASET_CONFIG)
+    dataset_split: str = option("train", _DATASET_SPLIT)
+    dataset_revision: str | None = option(None, _DATASET_REVISION)
+    dataset_columns: dict[str, str] = option({}, _DATASET_COLUMNS.format("prompt: question, completion: answer"))
+    max_length: int = option(128, _MAX_LENGTH, ge=1)
+    gradient_accumulation_steps: int = option(1, _GRAD_ACCUM, ge=1)
+    gradient_checkpointing: bool = option(True, _GRAD_CKPT)
+    packing: bool = option(False, "Pack several examples into each max_length sequence (TRL's packing).")
+    lora: LoRAConfig = _lora("sft")
+    trl: dict = option({}, _TRL.format("SFTConfig"))
+
+    def check(self) -> None:
+        check_trl(self.trl, "SFTConfig", "sft.trl")
 
 
 @dataclass
@@ -142,6 +232,20 @@ class DPOConfig(Section):
     sft_weight: float = option(1.0, "Weight of the chosen answers' NLL added to the DPO loss (RPO); 0 for pure DPO.",
                                ge=0)
     log_every: int = option(5, "Log every N steps.", ge=1)
+    dataset: str | None = option(None, _DATASET.format("prompt, chosen and rejected (conversational or plain; "
+                                                       "prompt may be left implicit in chosen and rejected)"))
+    dataset_config: str | None = option(None, _DATASET_CONFIG)
+    dataset_split: str = option("train", _DATASET_SPLIT)
+    dataset_revision: str | None = option(None, _DATASET_REVISION)
+    dataset_columns: dict[str, str] = option({}, _DATASET_COLUMNS.format("chosen: preferred, rejected: dispreferred"))
+    max_length: int = option(128, _MAX_LENGTH, ge=1)
+    gradient_accumulation_steps: int = option(1, _GRAD_ACCUM, ge=1)
+    gradient_checkpointing: bool = option(True, _GRAD_CKPT)
+    lora: LoRAConfig = _lora("dpo")
+    trl: dict = option({}, _TRL.format("DPOConfig"))
+
+    def check(self) -> None:
+        check_trl(self.trl, "DPOConfig", "dpo.trl")
 
 
 @dataclass
@@ -158,11 +262,61 @@ class RLVRConfig(Section):
     temperature: float = option(0.7, "Sampling temperature of the GRPO group.", gt=0)
     epochs: float = option(1.0, "Passes over the prompts.", gt=0)
     log_every: int = option(2, "Log every N steps.", ge=1)
+    verifier: str = option("skills", "The reward, which is also the grader: skills (the embedded synthetic skills' "
+                                     "verifier: columns skill, answer), exact_match or math (column answer), ifeval "
+                                     "(instruction_id_list, kwargs), or module:function (TRL's reward contract).")
+    dataset: str | None = option(None, _DATASET.format("prompt (conversational or plain) plus the verifier's "
+                                                       "columns"))
+    dataset_config: str | None = option(None, _DATASET_CONFIG)
+    dataset_split: str = option("train", _DATASET_SPLIT)
+    dataset_revision: str | None = option(None, _DATASET_REVISION)
+    dataset_columns: dict[str, str] = option({}, _DATASET_COLUMNS.format("prompt: question"))
+    gradient_accumulation_steps: int = option(1, _GRAD_ACCUM, ge=1)
+    gradient_checkpointing: bool = option(True, _GRAD_CKPT)
+    lora: LoRAConfig = _lora("rlvr")
+    trl: dict = option({}, _TRL.format("GRPOConfig"))
 
     def check(self) -> None:
         if self.enabled and self.batch_size % self.num_generations:
             raise HarnessError(f"config key rlvr.batch_size: {self.batch_size} is not a multiple of "
                                f"rlvr.num_generations={self.num_generations}")
+        if self.verifier != "skills":
+            from harness.data.task_verifiers import verifier_by_name
+
+            verifier_by_name(self.verifier, where="config key rlvr.verifier")
+        check_trl(self.trl, "GRPOConfig", "rlvr.trl")
+
+
+def check_during_training(value: dict, suite: str) -> None:
+    """``eval.during_training``: ``every`` a whole number >= 1, ``suite`` (default: eval.suite) a suite that exists."""
+    where = "config key eval.during_training"
+    unknown = sorted(set(value) - {"every", "suite"})
+    if unknown:
+        raise HarnessError(f"{where}: unknown key {unknown[0]!r} (valid: every, suite)")
+    every = value.get("every")
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        raise HarnessError(f"{where}.every: {every!r} is out of range (valid: a whole number of steps >= 1)")
+    name = value.get("suite", suite)
+    if not isinstance(name, str) or not name.strip():
+        raise HarnessError(f"{where}.suite: {name!r} is not a suite (valid: a suite name or a suite YAML file)")
+    from harness.evals import suite as suites
+
+    try:
+        suites.find(name)
+    except HarnessError as err:
+        raise HarnessError(f"{where}.suite: {err}") from None
+
+
+@dataclass
+class DecontamConfig(Section):
+    where = "eval.decontam"
+    enabled: bool = option(True, "Before training, measure the n-gram overlap of every stage's own dataset "
+                                 "(sft/dpo/rlvr.dataset) with the eval suite's items (no effect without one).")
+    n: int = option(8, "n-gram length in words (8 as Tulu 3; shorter for suites of short prompts).", ge=1)
+    threshold: float = option(0.5, "An eval item is contaminated when more than this share of its words lie in "
+                                   "n-grams found in the training data.", ge=0, lt=1)
+    flag_rate: float = option(0.0, "A task is flagged contaminated when the share of its items that are is above "
+                                   "this (0: any contaminated item flags it).", ge=0, lt=1)
 
 
 @dataclass
@@ -175,7 +329,9 @@ class EvalConfig(Section):
     limit: int | None = option(None, "Evaluate at most this many items per task (None: all; a suite's own limit "
                                      "wins).", ge=1)
     backend: Backend = option("hf", "lm-eval model backend: hf (default), vllm or local-chat-completions.")
-    backend_args: dict = option({}, "Extra lm-eval model_args for the backend (e.g. base_url for local-chat-completions).")
+    backend_args: dict = option({}, "Extra lm-eval model_args for the backend, over the harness's defaults (e.g. base_url "
+                                    "for local-chat-completions; dtype, max_model_len, tensor_parallel_size, "
+                                    "data_parallel_size, gpu_memory_utilization for vllm).")
     cache: bool = option(True, "Reuse cached results for an unchanged checkpoint, task version and settings, and "
                                "the answers an interrupted lm-eval call had given (lm-eval's request cache).")
     device: str | None = option(None, "torch device for the hf backend (None: cuda when available, else cpu).")
@@ -184,12 +340,32 @@ class EvalConfig(Section):
     group_items: int = option(2000, "Tasks with the same settings share one lm-eval call while their items add up to at "
                                 "most this (fewer partial batches); larger tasks run alone, so an interrupted suite "
                                 "resumes task by task. 0: one call per task.", ge=0)
+    during_training: dict | None = option(None, "Evaluate while a TRL stage (sft, dpo, rlvr) trains: {every: N, "
+                                          "suite: S} saves the model every N steps and at the end, scores it on "
+                                          "suite S (default: eval.suite) and logs eval/<skill>/score by step on the "
+                                          "stage's run (None: off).")
+    decontam: DecontamConfig = nested(DecontamConfig, "Decontamination report of the stages' own datasets against "
+                                                      "the suite (README 'Decontamination').")
 
     def check(self) -> None:
         check_device(self.device, "eval.device")
+        if self.during_training is not None:
+            check_during_training(self.during_training, self.suite)
         if self.backend == "local-chat-completions" and not self.backend_args.get("base_url"):
             raise HarnessError("config key eval.backend_args: eval backend local-chat-completions needs "
                                "eval.backend_args.base_url (e.g. http://127.0.0.1:8000/v1/chat/completions)")
+
+
+@dataclass
+class SweepConfig(Section):
+    where = "sweep"
+    cpus_per_task: float = option(1.0, "CPUs Ray reserves for each task of a sweep on a Ray cluster (one lm-eval call "
+                                       "of one model: a suite entry, or small entries grouped by eval.group_items).",
+                                  gt=0)
+    gpus_per_task: float = option(0.0, "GPUs Ray reserves for each task (1: a model on a GPU of its own; a fraction "
+                                       "packs several small models on one GPU; 0: CPU only).", ge=0)
+    max_retries: int = option(3, "Times Ray runs a task again when its worker dies (killed, out of memory, a lost "
+                                 "node); 0: never.", ge=0)
 
 
 @dataclass
@@ -214,14 +390,16 @@ class RewardModelConfig(Section):
 @dataclass
 class LLMJudgeConfig(Section):
     where = "arena.llm"
+    removed = {"backoff_s": "the judge's client (openai) backs off on its own, about 0.5 s doubling up to 8 s with "
+                            "jitter, and honours the server's Retry-After; arena.llm.retries sets how many retries"}
     base_url: str | None = option(None, "OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1.")
     model: str | None = option(None, "Judge model name sent to the endpoint.")
     api_key_env: str = option("OPENAI_API_KEY", "NAME of the environment variable holding the API key (the key "
                                                 "itself is never read from config nor logged).")
     max_tokens: int = option(1024, "Maximum tokens of the judge's reply.", ge=1)
-    timeout_s: float = option(60.0, "Seconds before a call times out.", gt=0)
-    retries: int = option(3, "Retries after a timeout, connection error, HTTP 429 or 5xx.", ge=0)
-    backoff_s: float = option(1.0, "First retry delay in seconds; doubles every retry.", ge=0)
+    timeout_s: float = option(60.0, "Seconds before a call times out (connecting, or waiting for the reply).", gt=0)
+    retries: int = option(3, "Retries after a timeout, connection error, HTTP 408, 409, 429 or 5xx (the openai "
+                             "client's backoff: about 0.5 s doubling up to 8 s, or the server's Retry-After).", ge=0)
     concurrency: int = option(4, "Calls in flight at once.", ge=1)
     input_usd_per_mtok: float = option(0.0, "Price of a million prompt tokens (USD), for cost records.", ge=0)
     output_usd_per_mtok: float = option(0.0, "Price of a million completion tokens (USD).", ge=0)
@@ -244,8 +422,12 @@ class ArenaConfig(Section):
     temperature: float = option(0.0, "Sampling temperature (0: greedy).", ge=0)
     top_p: float = option(1.0, "Nucleus sampling mass (used when temperature > 0).", gt=0, le=1)
     batch_size: int = option(16, "Prompts per generation batch.", ge=1)
+    engine: ArenaEngine = option("hf", "What generates the answers: hf (transformers generate) or vllm (vLLM's offline "
+                                       "engine, installed apart: README 'Serving engines'); greedy answers agree.")
+    engine_args: dict = option({}, "Extra vllm.LLM arguments for engine vllm (tensor_parallel_size, "
+                                   "gpu_memory_utilization, dtype, max_model_len...); part of the answer cache key.")
     device: str | None = option(None, "torch device for generation and the reward model (None: cuda when available, "
-                                  "else cpu).")
+                                  "else cpu); vLLM picks its GPUs itself (CUDA_VISIBLE_DEVICES).")
     cache: bool = option(True, "Reuse cached answers and judgements (keyed by checkpoint hash, prompt and settings).")
     bootstrap: int = option(1000, "Bootstrap rounds for rating CIs (0: none; the intervals are then empty).", ge=0)
     reward_model: RewardModelConfig = nested(RewardModelConfig, "The reward-model judge: its model, or how to train "
@@ -254,6 +436,9 @@ class ArenaConfig(Section):
 
     def check(self) -> None:
         check_device(self.device, "arena.device")
+        if self.engine_args and self.engine != "vllm":
+            raise HarnessError(f"config key arena.engine_args: set for arena.engine={self.engine}, which takes none "
+                               "(valid: {} unless arena.engine is vllm)")
         if self.enabled and self.judge == "llm" and not (self.llm.base_url and self.llm.model):
             raise HarnessError("config key arena.llm.base_url: the llm judge needs an endpoint: set arena.llm.base_url "
                                "and arena.llm.model (or --judge-base-url URL --judge-model NAME)")
@@ -271,6 +456,7 @@ class Config(Section):
     dpo: DPOConfig = field(default_factory=DPOConfig)
     rlvr: RLVRConfig = field(default_factory=RLVRConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
     arena: ArenaConfig = field(default_factory=ArenaConfig)
 
     def check(self) -> None:

@@ -11,7 +11,8 @@
 
 Every error is one `HarnessError` line naming the key, the value and what is valid, e.g.
 ``config key sft.epochs: -1 is out of range (valid: > 0)`` or
-``config key arena.judge: 'foo' is not one of verifier, reward-model, llm``; an unknown key names the valid ones.
+``config key arena.judge: 'foo' is not one of verifier, reward-model, llm``; an unknown key names the valid ones, and a
+key a section has `removed` says why.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ class Section:
     """Base of the config dataclasses: every value is checked as it is set; `check()` holds the cross-field rules."""
 
     where: ClassVar[str] = ""  # the section's key in its config ("arena.llm"); "" for a top-level config
+    removed: ClassVar[dict[str, str]] = {}  # keys taken out → why, so that an old config is told, not "unknown"
 
     def __setattr__(self, name: str, value: Any) -> None:
         spec = getattr(type(self), "__dataclass_fields__", {}).get(name)
@@ -184,6 +186,8 @@ def _apply(obj: Any, data: Any, where: str) -> None:
         raise HarnessError(f"config file: expected a mapping of keys, got {type(data).__name__}")
     for key, value in data.items():
         name = f"{where}.{key}" if where else str(key)
+        if key in getattr(obj, "removed", {}):
+            raise HarnessError(f"config key {name} was removed: {obj.removed[key]}; delete it from the config")
         if key not in valid:
             raise HarnessError(f"unknown config key {name!r}; valid keys{' in ' + where if where else ''}: {', '.join(valid)}")
         current = getattr(obj, key)

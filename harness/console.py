@@ -7,8 +7,9 @@ one-line summary; elsewhere (a pipe, a file, or ``--verbose``, where library lin
 summary is printed, plus a line a minute while a long phase runs. Messages and summaries go to stderr.
 
 Outside a `harness.capture` session this writes to `sys.stdout` and `sys.stderr` as they are at call time; inside
-one (`routed`) to the real terminal, with a copy in the session's log. Only the standard library is imported here,
-so `harness --help` stays fast.
+one (`routed`) to the real terminal, with a copy in the session's log. Under ``accelerate launch`` only the main
+process writes to the terminal (`harness.distributed`); the others' lines go to their log alone, but `alert`.
+Only the standard library is imported here, so `harness --help` stays fast.
 """
 
 from __future__ import annotations
@@ -40,8 +41,17 @@ class _State:
 _state = _State()
 
 
+class _Nowhere(io.TextIOBase):
+    """The terminal of a process other than the main one under ``accelerate launch``: one process prints."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+
 def _terminal() -> TextIO:
-    return _state.err or sys.stderr
+    from harness import distributed
+
+    return (_state.err or sys.stderr) if distributed.is_main() else _Nowhere()
 
 
 def _rewrites() -> bool:
@@ -80,6 +90,16 @@ def info(message: str) -> None:
     _emit(f"{message}\n")
 
 
+def alert(message: str) -> None:
+    """Print one line on this process's terminal even when it is not the main one (an unexpected crash there)."""
+    with _lock:
+        stream = _state.err or sys.stderr
+        stream.write(f"{message}\n")
+        stream.flush()
+        if _state.log is not None:
+            _state.log.write(f"{message}\n")
+
+
 def note(message: str) -> None:
     """Write one line to the session's log only (detail the terminal does not need)."""
     if _state.log is not None:
@@ -106,8 +126,10 @@ def result(text: str) -> None:
 
 
 def result_stream() -> TextIO:
-    """Where results go: the real stdout (`sys.stdout` outside a session)."""
-    return _state.out or sys.stdout
+    """Where results go: the real stdout (`sys.stdout` outside a session; nowhere but on the main process)."""
+    from harness import distributed
+
+    return (_state.out or sys.stdout) if distributed.is_main() else _Nowhere()
 
 
 class _Stream(io.TextIOBase):

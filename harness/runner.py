@@ -6,6 +6,8 @@ an MLflow LoggedModel named after the stage, registered as a model version tagge
 arena runs nest under the same parent.
 Checkpoints are written to ``<results>/checkpoints/<run name>/<stage>`` through a temporary folder, so a failed
 stage leaves no half-written checkpoint; its MLflow run ends FAILED.
+Under ``accelerate launch`` the main process runs all of this and the others only train each TRL stage with it
+(`_follow`, `harness.distributed`); pretraining, a plain torch loop, runs on the main process alone.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from harness import console, provenance
+from harness import console, distributed, provenance
 from harness.config import Config, to_dict
 from harness.config import validate as validate_config
 from harness.tracking import schema, store
@@ -54,14 +56,22 @@ def _stage_cfg(cfg: Config, stage: str):
 
 def validate(cfg: Config) -> None:
     """Check the config as a whole before anything runs: its own rules (values, ranges, rules between keys; see
-    `harness.config`), then that every enabled stage's ``init`` resolves to a model; raise `HarnessError`."""
+    `harness.config`), then that every enabled stage's ``init`` resolves to a model, and its dataset, trainer
+    settings and LoRA targets check (`harness.train.checks`); raise `HarnessError`."""
     from harness.models.load import resolve
+    from harness.train.checks import check_stages
 
     validate_config(cfg)
+    if cfg.eval.during_training and distributed.processes() > 1:
+        from harness.errors import HarnessError
+
+        raise HarnessError(f"config key eval.during_training: evaluates inside one process's training loop, and this "
+                           f"launch has {distributed.processes()} processes; set it off (null) or train in one process")
     for stage in STAGES[1:]:
         init = _stage_cfg(cfg, stage).init
         if init and _stage_cfg(cfg, stage).enabled:
             resolve(init)  # a missing or non-model checkpoint fails here, before any run starts
+    check_stages(cfg)
 
 
 def _quiet_libraries() -> None:
@@ -90,7 +100,22 @@ def _train(stage: str, cfg: Config, init: str | None, out: Path):
     if stage == "base":
         return pretrain.run(cfg.pretrain, cfg.model, out, seed)
     module = {"sft": sft, "dpo": dpo, "rlvr": rlvr}[stage]
-    return module.run(_stage_cfg(cfg, stage), init, out, seed, trust_remote_code=trc)
+    with distributed.lockstep((stage, init)):  # the other processes, if any, train the stage with this one
+        return module.run(_stage_cfg(cfg, stage), init, out, seed, trust_remote_code=trc)
+
+
+def _launch_params() -> dict[str, str]:
+    """The processes `accelerate launch` started, as params (none in one process)."""
+    return {schema.DISTRIBUTED[k]: v for k, v in distributed.launch().items()}
+
+
+def _follow(cfg: Config, ckpt_root: Path):
+    """A process other than the main one under ``accelerate launch``: train each stage the main process starts,
+    from the checkpoint it names, in step with it, until it ends the command (`distributed.share` raises
+    `distributed.Stopped` with its exit code). Nothing is recorded, saved or printed here."""
+    while True:
+        stage, init = distributed.share()
+        _train(stage, cfg, init, ckpt_root / f".{stage}.partial")
 
 
 def _run_stage(
@@ -107,9 +132,19 @@ def _run_stage(
     tags = {**tags, **schema.tags(stage=stage)}
     with store.run(schema.train_run_name(stage), schema.Kind.TRAIN, parent=parent, tags=tags) as run:
         stage_cfg = asdict(_stage_cfg(cfg, stage))
-        run.log_params({"stage": stage, "init": init or "scratch", **store.flatten(stage_cfg, "stage.")})
+        run.log_params({"stage": stage, "init": init or "scratch", **store.flatten(stage_cfg, "stage."),
+                        **_launch_params()})
+        if stage_cfg.get("dataset"):  # the stage's own data (checked before any run started): params and input
+            from harness.train import user_data
+
+            data = user_data.load(_stage_cfg(cfg, stage))
+            run.log_params(data.params())
+            run.log_datasets([data.record], schema.TRAIN_CONTEXT)
+        from harness.train.eval_callback import during
+
         try:
-            result = _train(stage, cfg, init, tmp)
+            with during(run, cfg, stage, ckpt_root):  # eval.during_training: evals by step on this run
+                result = _train(stage, cfg, init, tmp)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -127,6 +162,32 @@ def _run_stage(
         run.set_tags(schema.tags(checkpoint=str(final)))
     return StageRecord(stage, str(final), result.tokens, result.seconds, cost[schema.COST["usd"]],
                        cost[schema.COST["flops"]], run.run_id)
+
+
+def _decontaminate(cfg: Config, parent: store.Run) -> None:
+    """``eval.decontam``: before training, every enabled stage's own dataset against the eval suite's items (as the
+    evals will score them), logged on the pipeline run (`harness.evals.decontam.log_report`). Needs no model;
+    nothing to do when no stage has a dataset or evals are off."""
+    settings = cfg.eval.decontam
+    staged = [s for s in STAGES[1:] if _stage_cfg(cfg, s).enabled and _stage_cfg(cfg, s).dataset]
+    if not (staged and settings.enabled and cfg.eval.enabled):
+        return
+    from harness.data.train_text import texts_of
+    from harness.evals import decontam
+    from harness.train import user_data
+
+    data = {stage: user_data.load(_stage_cfg(cfg, stage)) for stage in staged}  # checked before: read once
+    train = {stage: (texts_of(row) for row in d.dataset) for stage, d in data.items()}
+    items = decontam.suite_items(cfg.eval.suite, limit=cfg.eval.limit)
+    report = decontam.overlap(train, items, n=settings.n, threshold=settings.threshold)
+    flagged = decontam.log_report(parent, report, flag_rate=settings.flag_rate,
+                                  sources={stage: str(d.params()["dataset.source"]) for stage, d in data.items()})
+    notes = decontam.Recorded(report.rows, flagged).notes()
+    found = (f"{len(flagged)} of {len(items)} tasks contaminated: " + "; ".join(f"{t} ({notes[t]})" for t in flagged)
+             + f" (pairs: artifact {schema.DECONTAM_PAIRS.path})") if flagged else \
+        f"none of its {len(items)} tasks contaminated"
+    console.info(f"decontamination of {', '.join(f'{s}.dataset' for s in staged)} against suite {cfg.eval.suite} "
+                 f"({settings.n}-grams, eval.decontam.flag_rate {settings.flag_rate:g}): {found}")
 
 
 def run_pipeline(cfg: Config, *, resume: bool = False) -> PipelineResult:
@@ -152,6 +213,8 @@ def run_pipeline(cfg: Config, *, resume: bool = False) -> PipelineResult:
     torch.set_num_threads(cfg.run.threads)
     ckpt_root = results / "checkpoints" / cfg.run.name
     ckpt_root.mkdir(parents=True, exist_ok=True)
+    if not distributed.is_main():
+        _follow(cfg, ckpt_root)
     tags = provenance.tags(cfg.run.seed)
     done = None
     if resume:
@@ -165,8 +228,9 @@ def run_pipeline(cfg: Config, *, resume: bool = False) -> PipelineResult:
                    reopen=done.run_id if done else None) as parent:
         out = PipelineResult(parent.run_id, parent.uri, parent.experiment_id)
         if done is None:
-            parent.log_params(store.flatten(to_dict(cfg)))
+            parent.log_params({**store.flatten(to_dict(cfg)), **_launch_params()})
             parent.write(schema.CONFIG, to_dict(cfg))
+        _decontaminate(cfg, parent)
         previous: str | None = None
         for stage in STAGES:
             stage_cfg = _stage_cfg(cfg, stage)
@@ -192,9 +256,12 @@ def run_pipeline(cfg: Config, *, resume: bool = False) -> PipelineResult:
                 )
         if out.evals:
             from harness.evals import format_stage_skill_table, log_stage_skill_table, stage_skill_table
+            from harness.evals.decontam import read_report
+            from harness.evals.table import contaminated_skills
 
-            log_stage_skill_table(parent, out.evals)
-            table = format_stage_skill_table(stage_skill_table(out.evals))
+            marks = contaminated_skills(out.evals, read_report(parent.run_id, results))  # as recorded above
+            log_stage_skill_table(parent, out.evals, marks)
+            table = format_stage_skill_table(stage_skill_table(out.evals), marks)
             console.info(f"\nScores by stage and skill (95% CI):\n{table}")
         if cfg.arena.enabled and len(out.stages) >= 2:
             from harness.arena import pipeline_arena

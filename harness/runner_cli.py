@@ -26,11 +26,19 @@ def add_parsers(sub) -> None:
 
 def _preflight(cfg) -> None:
     """What the pipeline reads only after training, read before it: the eval suite and its task names, the arena's
-    prompt set and, for the verifier judge, the columns it grades with; the reward model a judge names."""
+    prompt set and, for the verifier judge, the columns it grades with; the reward model a judge names; each TRL
+    stage's dataset, trainer settings and LoRA targets."""
+    from harness.train.checks import check_stages
+
+    check_stages(cfg)
     if cfg.eval.enabled:
         from harness.evals import suite as suites
 
         suites.check_tasks(suites.load(cfg.eval.suite))  # lm-eval's task index, built once: the evals reuse it
+    if cfg.eval.during_training:
+        from harness.evals import suite as suites
+
+        suites.check_tasks(suites.load(cfg.eval.during_training.get("suite") or cfg.eval.suite))
     if cfg.arena.enabled:
         from harness.arena.prompts import read_prompts
 
@@ -58,9 +66,12 @@ def _run(args: argparse.Namespace) -> int:
         storage.writable_dir(f"{cfg.run.results}/eval_cache", "eval cache")
     from harness.models.load import check_device
 
-    for section in ("eval", "arena"):
+    from harness.evals.checks import engine_installed
+
+    for section, engine in (("eval", "backend"), ("arena", "engine")):
         if getattr(cfg, section).enabled:
             check_device(getattr(cfg, section).device, f"{section}.device")
+            engine_installed(getattr(getattr(cfg, section), engine), f"{section}.{engine}")
     _preflight(cfg)
     capture.log_to(cfg.run.results)
     result = run_pipeline(cfg, resume=args.resume)

@@ -155,3 +155,22 @@ def store_pipeline(store_env, tmp_path_factory):
         return done[name]
 
     return pipeline
+
+
+# Under pytest-xdist (`pytest -n 2`), a test file runs whole on one worker (its module fixtures are built once), and
+# the files that share an expensive session fixture run on one worker together, so that it is built once too: the
+# quick pipeline, and the small pipeline in each store with the team server.
+_SHARED = {"quick_pipeline": "quick-pipeline", "store_pipeline": "stores"}
+
+
+def pytest_collection_modifyitems(config, items):
+    if not hasattr(config, "workerinput"):  # not an xdist worker
+        return
+    groups: dict[str, str] = {}
+    for item in items:
+        for fixture, group in _SHARED.items():
+            if fixture in item.fixturenames:
+                groups.setdefault(item.nodeid.split("::")[0], group)
+    for item in items:
+        path = item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(groups.get(path, path)))

@@ -63,7 +63,7 @@ def test_cli_arena_prints_leaderboard_and_logs_to_mlflow(tiny_checkpoint, other_
 
 
 def test_rerun_hits_the_cache_and_calls_no_model(tiny_checkpoint, other_checkpoint, tmp_path, monkeypatch, capsys):
-    from harness.arena import answers, run_arena
+    from harness.arena import engines, run_arena
 
     cfg = ArenaConfig(prompts=6, max_new_tokens=5, bootstrap=20)
     models = {"a": str(tiny_checkpoint), "b": str(other_checkpoint)}
@@ -73,8 +73,8 @@ def test_rerun_hits_the_cache_and_calls_no_model(tiny_checkpoint, other_checkpoi
     def no_model(*args, **kwargs):
         raise AssertionError("a model was loaded or called on a cached re-run")
 
-    monkeypatch.setattr(answers, "_load", no_model)
-    monkeypatch.setattr(answers, "generate_batch", no_model)
+    monkeypatch.setattr(engines, "load", no_model)
+    monkeypatch.setattr(engines, "generate_batch", no_model)
     again = run_arena(models, cfg=cfg, results_dir=tmp_path, seed=0)
     assert again.stats["generation/cached"] == 12
     assert again.stats["judge/judgements_cached"] == again.stats["judge/judgements"] == 12

@@ -205,6 +205,18 @@ CASES = [
      {}, 2, "prompt file '{tmp}/none.jsonl' not found"),
     ("run-prompts-without-skills", ["run", "--quick", "--results", "{tmp}/r", "--set", "arena.prompt_file={tmp}/p.jsonl"],
      {"p.jsonl": '{"id": "a", "prompt": "hi"}\n'}, 2, "the verifier judge needs a 'skill'"),
+    # --- a stage's own data and trainer settings, checked before any training ------------------------------------------
+    ("run-dataset-unknown-column", ["run", "--quick", "--results", "{tmp}/r", "--set", "sft.dataset={tmp}/d.jsonl",
+                                    "--set", "sft.dataset_columns={prompt: q, completion: a}"],
+     {"d.jsonl": '{"question": "x", "answer": "y"}\n'}, 2,
+     "config key sft.dataset_columns.prompt: no column 'q' in '{tmp}/d.jsonl' (columns: question, answer)"),
+    ("run-trl-unknown-key", ["run", "--quick", "--results", "{tmp}/r", "--set", "dpo.trl={beta2: 1}"], {}, 2,
+     "config key dpo.trl.beta2: not a field of trl.DPOConfig"),
+    ("run-verifier-not-importable", ["run", "--quick", "--results", "{tmp}/r", "--set", "rlvr.verifier=nomod_q:f"], {},
+     2, "config key rlvr.verifier 'nomod_q:f': module 'nomod_q' does not import"),
+    ("run-lora-no-such-modules", ["run", "--quick", "--results", "{tmp}/r", "--set", "sft.lora.r=4",
+                                  "--set", "sft.lora.target_modules=[query_key_value]"], {}, 2,
+     "config key sft.lora.target_modules: query_key_value not in the tiny model pretraining builds"),
 ]
 
 

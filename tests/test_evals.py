@@ -172,9 +172,14 @@ def test_backend_arguments_for_lm_eval():
     hf = backends.model_arguments(EvalConfig(), "/ckpt")
     assert hf == ("hf", {"pretrained": "/ckpt", "trust_remote_code": False})
     vllm = EvalConfig(backend="vllm", backend_args={"tensor_parallel_size": 2, "gpu_memory_utilization": 0.8})
+    import torch
+
+    eager = {} if torch.cuda.is_available() else {"enforce_eager": True}  # no config to read at /ckpt
     assert backends.model_arguments(vllm, "/ckpt", trust_remote_code=True) == (
-        "vllm", {"pretrained": "/ckpt", "trust_remote_code": True, "tensor_parallel_size": 2,
+        "vllm", {"pretrained": "/ckpt", "trust_remote_code": True, **eager, "tensor_parallel_size": 2,
                  "gpu_memory_utilization": 0.8})
+    given = EvalConfig(backend="vllm", backend_args={"enforce_eager": False, "max_model_len": 64})
+    assert backends.model_arguments(given, "/ckpt")[1]["enforce_eager"] is False  # the user's backend_args win
     chat = EvalConfig(backend="local-chat-completions", backend_args={"base_url": "http://h:8000/v1/chat/completions"})
     assert backends.model_arguments(chat, "org/model") == (
         "local-chat-completions",

@@ -343,11 +343,18 @@ def test_backend_arguments_reach_lm_eval(tiny_checkpoint, results, tmp_path, mon
             handed.update(name=self.name, args=args, extra=extra)
             raise Handed
 
+    import torch
+
+    from harness.evals import checks
+
     monkeypatch.setattr(registry, "get_model", Recorder)
+    monkeypatch.setattr(checks, "engine_installed", lambda *args: None)  # vLLM itself: tests/test_vllm.py
     vllm = EvalConfig(backend="vllm", backend_args={"tensor_parallel_size": 1}, batch_size=16, cache=False)
     with pytest.raises(Handed):
         evaluate(str(tiny_checkpoint), "tiny", cfg=vllm, results_dir=results)
+    eager = {} if torch.cuda.is_available() else {"enforce_eager": True}
     assert handed == {"name": "vllm", "args": {"pretrained": str(tiny_checkpoint.resolve()), "trust_remote_code": False,
+                                               "dtype": "float32", "max_model_len": 256, **eager,
                                                "tensor_parallel_size": 1},
                       "extra": {"batch_size": 16, "max_batch_size": None, "device": None}}
 

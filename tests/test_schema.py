@@ -24,7 +24,8 @@ HOSTILE = ["sft@40e4fd88", "a,b", "../../etc", "/abs/path", "", ".", "ü-model",
 def test_keys_from_any_label_are_valid_mlflow_names(label):
     for name in (schema.key(label), schema.task_param(label, "version"), schema.compare_run_param(label),
                  schema.task_metric("skill", label, "acc,none"), schema.ratings_metric("rating", label),
-                 schema.compare_delta_metric(label, "overall")):
+                 schema.compare_delta_metric(label, "overall"), schema.decontam_metric(label, "task", "rate"),
+                 schema.decontam_metric("sft", label, "total")):
         _validate_param_name(name)
         _validate_metric_name(name)
         assert 0 < len(name) <= 250
@@ -39,6 +40,12 @@ def test_lm_eval_keys_become_slash_names():
     assert schema.skill_metric("overall") == "overall/score" and schema.skill_stderr("x") == "x/score_stderr"
     assert schema.parse_task_param(schema.task_param("bbh_navigate", "num_fewshot")) == ("bbh_navigate", "num_fewshot")
     assert schema.parse_task_param("backend") is None
+    assert schema.decontam_metric("sft", "tiny_safety_gen", "rate") == "decontam/sft/tiny_safety_gen/rate"
+    assert schema.parse_decontam_metric(schema.decontam_metric("all", "bbh_navigate", "contaminated")) == \
+        ("all", "bbh_navigate", "contaminated")
+    assert schema.parse_decontam_metric("math/gsm8k/exact_match/strict-match") is None
+    with pytest.raises(KeyError, match="no decontamination statistic"):
+        schema.decontam_metric("sft", "t", "share")
 
 
 def test_tags_round_trip_typed():
@@ -82,7 +89,8 @@ def test_artifact_paths_are_normalised():
 
 _TAG_LITERAL = re.compile(r"""^harness\.(%s)\b""" % "|".join(f.name for f in schema.dataclasses.fields(schema.RunTags)))
 _ARTIFACT_LITERAL = re.compile(r"""(scores\.csv|skills\.csv|lm_eval_results\.json|(?<![\w/])arena/[a-z_]+\.\w+|"""
-                               r"""nightly/[a-z_]+\.\w+|stage_skill\.\w+|compare\.(csv|txt)|^samples/)""")
+                               r"""nightly/[a-z_]+\.\w+|decontam/[a-z_]+\.\w+|stage_skill\.\w+|compare\.(csv|txt)|"""
+                               r"""^samples/)""")
 
 
 def _code_strings(tree: ast.AST) -> list[ast.Constant]:

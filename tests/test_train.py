@@ -52,4 +52,5 @@ def test_rlvr_rewards_with_the_verifier():
 
     from harness.data.verifiers import reward
 
-    assert inspect.signature(rlvr.run).parameters["reward_fn"].default is reward
+    assert inspect.signature(rlvr.run).parameters["reward_fn"].default is None
+    assert rlvr.reward_for(load_config().rlvr) is reward  # rlvr.verifier's default: the skills' verifier

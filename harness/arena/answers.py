@@ -1,11 +1,13 @@
 """Arena answers: every model answers every prompt, batched and seeded, through a cache on disk.
 
 The chat template is applied to each prompt (a model without one is refused: arena prompts are chats). Answers are
-generated in left-padded batches, greedy by default, with the torch seed set per batch. Each answer is kept as a
+generated in batches by the engine ``arena.engine`` names (`harness.arena.engines`: transformers' ``generate`` in
+left-padded batches, or vLLM's offline engine), greedy by default, seeded per batch. Each answer is kept as a
 record: the text, its length in characters, prompt and answer token counts, and whether it stopped at the end of
 turn or at the token limit.
 
-The cache is keyed by (checkpoint content hash, prompt id and prompt hash, generation settings): a file
+The cache is keyed by (checkpoint content hash, prompt id and prompt hash, generation settings: the engine and its
+arguments too, except for hf, whose key is the one answers had before engines existed): a file
 ``<cache>/<checkpoint hash>/<settings hash>.jsonl`` per model and settings, appended after every batch, so answers
 already generated survive a later failure and a re-run loads no model at all. The batch size is not part of the
 key: with greedy decoding it changes nothing but speed.
@@ -16,12 +18,13 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.arena import engines
+from harness.arena.engines import device_or_default, generate_batch  # noqa: F401 - their callers import them here
 from harness.arena.prompts import conversation, prompt_hash
-from harness.errors import HarnessError
 
 
 @dataclass(frozen=True)
@@ -32,10 +35,16 @@ class GenerationSettings:
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int = 0
+    engine: str = "hf"  # harness.config.ArenaEngine
+    engine_args: dict = field(default_factory=dict, hash=False)  # vllm.LLM arguments (engine vllm)
 
     def key(self) -> str:
-        """Short hash of the settings (the cache file name)."""
-        text = json.dumps({**asdict(self), "chat_template": True}, sort_keys=True)
+        """Short hash of the settings (the cache file name); for the hf engine the same as before engines existed,
+        so that cached answers stay valid."""
+        fields = asdict(self)
+        if self.engine == "hf":
+            del fields["engine"], fields["engine_args"]
+        text = json.dumps({**fields, "chat_template": True}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -54,69 +63,6 @@ def _read_cache(path: Path) -> dict[str, dict]:
             continue
         out[rec["prompt_id"]] = rec
     return out
-
-
-def generate_batch(model, tokenizer, chats: list[list[dict]], settings: GenerationSettings) -> list[dict[str, Any]]:
-    """Answer a batch of chats with one `generate` call.
-
-    Args:
-        model: a causal LM.
-        tokenizer: its tokenizer (with a chat template and a pad token).
-        chats: one message list per prompt.
-        settings: generation settings.
-
-    Returns:
-        Per chat: ``answer``, ``answer_chars``, ``prompt_tokens``, ``answer_tokens``, ``finish`` (stop or length).
-    """
-    import torch
-
-    texts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in chats]
-    tokenizer.padding_side = "left"
-    enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-    sample = settings.temperature > 0
-    kwargs = dict(do_sample=sample, temperature=settings.temperature, top_p=settings.top_p) if sample else {}
-    torch.manual_seed(settings.seed)
-    with torch.no_grad():
-        out = model.generate(
-            **enc, max_new_tokens=settings.max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id, **kwargs,
-        )
-    new = out[:, enc["input_ids"].shape[1]:].tolist()
-    records = []
-    for row, ids in zip(enc["attention_mask"].tolist(), new):
-        stop = tokenizer.eos_token_id in ids
-        ids = ids[: ids.index(tokenizer.eos_token_id)] if stop else ids
-        ids = [t for t in ids if t != tokenizer.pad_token_id]
-        answer = tokenizer.decode(ids, skip_special_tokens=True).strip()
-        records.append(
-            {
-                "answer": answer,
-                "answer_chars": len(answer),
-                "prompt_tokens": int(sum(row)),
-                "answer_tokens": len(ids),
-                "finish": "stop" if stop else "length",
-            }
-        )
-    return records
-
-
-def device_or_default(device: str | None) -> str:
-    """`device`, or cuda when torch sees a GPU, else cpu."""
-    if device:
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def _load(spec: str, trust_remote_code: bool, device: str | None = None):
-    from harness.models.load import load
-
-    model, tokenizer = load(spec, trust_remote_code=trust_remote_code, device=device_or_default(device))
-    if not getattr(tokenizer, "chat_template", None):
-        raise HarnessError(f"model {spec!r} has no chat template; arena prompts are chats (use an instruct checkpoint)")
-    model.eval()
-    return model, tokenizer
 
 
 def generate(
@@ -140,14 +86,15 @@ def generate(
         cache_dir: cache folder; None disables the cache.
         trust_remote_code: passed to the loader.
         hashes: the models' content hashes when already computed (hashing a large checkpoint reads all of it).
-        device: torch device (default: cuda when available, else cpu); not part of the cache key.
+        device: the hf engine's torch device (default: cuda when available, else cpu); not part of the cache key.
 
     Returns:
         One record per (model, prompt): ``model``, ``prompt_id``, ``prompt_hash``, ``checkpoint_hash``,
         ``settings``, the `generate_batch` fields, ``seconds`` (the batch's time per answer) and ``cached``.
 
     Raises:
-        HarnessError: a model cannot be found or loaded (answers of the models before it stay cached).
+        HarnessError: a model cannot be found or loaded, or vLLM is not installed for ``settings.engine`` vllm
+            (answers of the models before it stay cached).
     """
     from harness import console
     from harness.models.load import content_hash
@@ -162,10 +109,10 @@ def generate(
             bar.update(len(prompts) - len(todo))
             fresh: dict[str, dict] = {}
             if todo:
-                model, tokenizer = _load(spec, trust_remote_code, device)
+                engine = engines.load(spec, settings, trust_remote_code=trust_remote_code, device=device)
                 for batch in [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]:
                     start = time.perf_counter()
-                    recs = generate_batch(model, tokenizer, [conversation(p) for p in batch], settings)
+                    recs = engine.answer([conversation(p) for p in batch], settings)
                     per = (time.perf_counter() - start) / len(batch)
                     lines = []
                     for p, rec in zip(batch, recs):
@@ -178,7 +125,7 @@ def generate(
                         with path.open("a", encoding="utf-8") as fh:
                             fh.write("".join(lines))
                     bar.update(len(batch))
-                del model
+                engine.close()
             for p in prompts:
                 rec = fresh.get(p["id"])
                 out.append({"model": name, **(rec or cached[p["id"]]), "cached": rec is None})

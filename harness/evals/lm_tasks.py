@@ -3,6 +3,13 @@
 lm-eval owns prompting, filtering, generation and aggregation; these functions only bridge to the harness: read a
 JSONL file of skill items, grade a completion with `harness.data.verifiers.verify` (the same function the RLVR
 reward calls), and turn format items into IFEval documents so lm-eval's own instruction checks can grade them.
+
+The verifiers for real tasks (`harness.data.task_verifiers`) are ``process_results`` hooks too, each the function
+that rewards GRPO: ``exact_match_results``, ``math_verify_results`` (a GSM8K-style task graded by math-verify) and
+``ifeval_results``, named in a task YAML as ``process_results: !function harness.evals.lm_tasks.math_verify_results``
+with a ``metric_list`` entry of the same metric name (``exact_match``, ``math_verify``, ``ifeval``), aggregation
+``mean``. They grade the filtered completion, so keep the filters that would cut the answer out (a task's
+``take_first`` alone gives the verifier the whole completion).
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from harness.data import task_verifiers
 from harness.data.verifiers import verify
 from harness.errors import HarnessError
 
@@ -62,3 +70,28 @@ def ifeval_docs(dataset):
         {**row, "key": i, "instruction_id_list": [IFEVAL_INSTRUCTIONS[row["constraint"]]], "kwargs": [{}]}
         for i, row in enumerate(rows)
     ])
+
+
+def _graded(verifier, name: str, doc: dict, results: list[str]) -> dict[str, float]:
+    value = task_verifiers.score(verifier, doc, results[0])
+    if value is None:
+        raise HarnessError(f"verifier {name!r} does not apply to document {str(doc)[:80]!r}: it has no gold answer "
+                           "(or instructions) to grade against")
+    return {name: value}
+
+
+def exact_match_results(doc: dict, results: list[str]) -> dict[str, float]:
+    """lm-eval ``process_results``: `task_verifiers.exact_match` of the completion, as metric ``exact_match``."""
+    return _graded(task_verifiers.exact_match, "exact_match", doc, results)
+
+
+def math_verify_results(doc: dict, results: list[str]) -> dict[str, float]:
+    """lm-eval ``process_results``: `task_verifiers.math` (math-verify equivalence with the doc's ``answer``), as
+    metric ``math_verify``."""
+    return _graded(task_verifiers.math, "math_verify", doc, results)
+
+
+def ifeval_results(doc: dict, results: list[str]) -> dict[str, float]:
+    """lm-eval ``process_results``: `task_verifiers.ifeval` (every instruction followed, strict), as metric
+    ``ifeval``."""
+    return _graded(task_verifiers.ifeval, "ifeval", doc, results)

@@ -146,6 +146,19 @@ def _build(tm, plan: _Plan, cfg: EvalConfig, lm_args: dict) -> None:
     plan.items = sum(min(len(t.eval_docs), limit) if limit else len(t.eval_docs) for t in tasks.values())
 
 
+def _prepare(spec: suites.Suite, cfg: EvalConfig, results_dir, model_hash: str, lm_name: str, lm_args: dict
+             ) -> tuple[Any, list[_Plan]]:
+    """lm-eval's task manager and every entry's plans: looked up in the cache, the rest built and checked."""
+    tm = suites.task_manager(spec)
+    root = local_data.data_dir(spec.data_dir)
+    plans = [plan for entry in spec.entries
+             for plan in _plans(entry, tm, cfg, results_dir, model_hash, lm_name, lm_args, root)]
+    for plan in plans:
+        if plan.output is None:
+            _build(tm, plan, cfg, lm_args)
+    return tm, plans
+
+
 def _calls(plans: list[_Plan], max_items: int) -> list[list[_Plan]]:
     """The plans to run, grouped into lm-eval calls: same settings, items adding up to at most `max_items`."""
     calls: list[list[_Plan]] = []
@@ -249,6 +262,7 @@ def evaluate(
     label: str | None = None,
     experiment: str = "harness",
     trust_remote_code: bool = False,
+    tags: dict[str, str] | None = None,
 ) -> SuiteResult:
     """Score `model` on `suite` (from the cache where possible) and log one MLflow run.
 
@@ -261,23 +275,19 @@ def evaluate(
         label: the stage name (base, sft, dpo, rlvr), tagged ``harness.stage``.
         experiment: MLflow experiment (ignored when `parent` is given).
         trust_remote_code: allow code shipped with the checkpoint to run.
+        tags: more tags of the run, from `harness.tracking.schema.tags` (e.g. the training step it scored).
 
     Returns:
         The `SuiteResult`, with the MLflow run id.
     """
     logging.getLogger("lm_eval.api.task").addFilter(_QUIET)
+    checks.engine_installed(cfg.backend, "eval.backend")
     spec = suites.load(suite)
     suites.check_tasks(spec)
     target, model_hash = resolve_model(model, cfg, results_dir)
     lm_name, lm_args = backends.model_arguments(cfg, target, trust_remote_code)
     with console.progress(f"eval {label or model}", unit="requests") as bar:
-        tm = suites.task_manager(spec)
-        root = local_data.data_dir(spec.data_dir)
-        plans = [plan for entry in spec.entries
-                 for plan in _plans(entry, tm, cfg, results_dir, model_hash, lm_name, lm_args, root)]
-        for plan in plans:
-            if plan.output is None:
-                _build(tm, plan, cfg, lm_args)
+        tm, plans = _prepare(spec, cfg, results_dir, model_hash, lm_name, lm_args)
 
         lm = None
         answers = request_cache.RequestCache(results_dir, model_hash=model_hash, lm_name=lm_name, lm_args=lm_args,
@@ -289,16 +299,20 @@ def evaluate(
                     parts = _run_call(lm, call, cfg, tm)
                 for plan, part in zip(call, parts):
                     plan.output = cache.save(results_dir, plan.key, plan.material, part)
+        if lm is not None:
+            backends.release(lm)
         answers.discard()  # every plan is in the eval cache now: the answers it was built from are not needed
         if any(p.cached for p in plans):
             bar.set(cached=f"{sum(p.cached for p in plans)}/{len(plans)} tasks")
         if answers.reused:
             bar.set(resumed=f"{answers.reused} requests")
-    return _result(model, spec, plans, label, cfg, model_hash, lm_name, lm_args, parent, results_dir, experiment)
+    return _result(model, spec, plans, label, cfg, model_hash, lm_name, lm_args, parent, results_dir, experiment,
+                   tags)
 
 
 def _result(model: str, spec: suites.Suite, plans: list[_Plan], label, cfg: EvalConfig, model_hash: str,
-            lm_name: str, lm_args: dict, parent, results_dir, experiment: str) -> SuiteResult:
+            lm_name: str, lm_args: dict, parent, results_dir, experiment: str,
+            tags: dict[str, str] | None = None) -> SuiteResult:
     """Merge the plans' lm-eval outputs into one `SuiteResult` (repeated tasks pooled) and record it."""
     output: dict[str, Any] = {}  # lm-eval's output, merged over the suite's tasks (run 0 of repeated ones)
     owners: dict[str, suites.Entry] = {}  # every task or group in the output → the suite entry that ran it
@@ -328,5 +342,103 @@ def _result(model: str, spec: suites.Suite, plans: list[_Plan], label, cfg: Eval
                          sources={task: s.describe() for task, s in sources.items()},
                          digests={task: s.digest for task, s in sources.items()})
     data = [source.task_data() for source in sources.values()]
-    result.run_id = record(result, spec, cfg, model_hash, lm_name, lm_args, parent, results_dir, experiment, data)
+    result.run_id = record(result, spec, cfg, model_hash, lm_name, lm_args, parent, results_dir, experiment, data,
+                           tags=tags)
     return result
+
+
+# The seam for `harness.evals.sweep`: the part of `evaluate` before the model work (`prepare`, on the machine that
+# records), and one of its lm-eval calls computed anywhere (`compute`, on a worker), without cache writes or MLflow.
+
+@dataclass
+class Prepared:
+    """One model's suite, up to the model work: what `evaluate` knows before lm-eval runs.
+
+    Attributes:
+        model: the model as given; target: what lm-eval loads (a local folder, a hub id or a served name);
+        model_hash: its content hash; spec: the suite; plans: every (entry, repeat) with its cache key, and its
+        output when cached (the rest are built and checked).
+    """
+
+    model: str
+    target: str
+    model_hash: str
+    spec: suites.Suite
+    plans: list[_Plan]
+
+    def calls(self, max_items: int) -> list[list[_Plan]]:
+        """The plans still to run, grouped into lm-eval calls as `evaluate` groups them (``eval.group_items``)."""
+        return _calls(self.plans, max_items)
+
+
+def prepare(model: str, suite: str, *, cfg: EvalConfig, results_dir: str | os.PathLike,
+            trust_remote_code: bool = False) -> Prepared:
+    """Everything `evaluate` does before loading the model: the suite parsed and its task names checked, the model
+    resolved and hashed, every entry looked up in the eval cache, and the entries that missed built and checked
+    (`harness.evals.checks`), so that bad input fails here.
+
+    Raises:
+        HarnessError: a missing model, an unknown suite or task, a check that fails (one line naming it).
+    """
+    logging.getLogger("lm_eval.api.task").addFilter(_QUIET)
+    checks.engine_installed(cfg.backend, "eval.backend")
+    spec = suites.load(suite)
+    suites.check_tasks(spec)
+    target, model_hash = resolve_model(model, cfg, results_dir)
+    lm_name, lm_args = backends.model_arguments(cfg, target, trust_remote_code)
+    _, plans = _prepare(spec, cfg, results_dir, model_hash, lm_name, lm_args)
+    return Prepared(model, target, model_hash, spec, plans)
+
+
+def compute(target: str, model_hash: str, suite: str, units: list[tuple[int, int]], *, cfg: EvalConfig,
+            scratch_dir: str | os.PathLike, trust_remote_code: bool = False) -> list[tuple[str, dict]]:
+    """Run one lm-eval call of `evaluate` for the (entry index, repeat) pairs `units` of `suite`, and return each
+    one's output as the eval cache would hold it; nothing is cached or recorded (the caller does both).
+
+    The plans are rebuilt here from the suite and the checkpoint, so that this can run on another machine: the
+    checkpoint must hash to `model_hash` there, and the caller compares the returned cache keys with its own (a
+    suite, task or data file that differs on this machine gives another key).
+
+    Args:
+        target: what lm-eval loads (`Prepared.target`).
+        model_hash: the checkpoint's content hash on the calling machine.
+        suite: a suite name or file, as `suite.load` reads it.
+        units: (index into the suite's entries, repeat) of each plan of the call, as `Prepared.calls` grouped them.
+        cfg: the eval settings.
+        scratch_dir: the folder of the call's request cache (`harness.evals.request_cache`): a killed call resumes
+            from it when it runs again on this machine; its db is deleted once the call has ended.
+        trust_remote_code: allow code shipped with the checkpoint to run.
+
+    Returns:
+        ``(cache key, output)`` per unit, in order.
+
+    Raises:
+        HarnessError: the checkpoint is missing or differs here, a check fails, or lm-eval fails (one line).
+    """
+    logging.getLogger("lm_eval.api.task").addFilter(_QUIET)
+    checks.engine_installed(cfg.backend, "eval.backend")
+    spec = suites.load(suite)
+    found_hash = resolve_model(target, cfg, scratch_dir)[1]
+    if found_hash != model_hash:
+        raise HarnessError(f"model {target!r} has other contents on this machine (content hash {found_hash}, "
+                           f"{model_hash} where the sweep started): give every machine the same checkpoint")
+    lm_name, lm_args = backends.model_arguments(cfg, target, trust_remote_code)
+    tm = suites.task_manager(spec)
+    root = local_data.data_dir(spec.data_dir)
+    call = []
+    for index, repeat in units:
+        plan = _plans(spec.entries[index], tm, cfg, scratch_dir, model_hash, lm_name, lm_args, root)[repeat]
+        _build(tm, plan, cfg, lm_args)
+        call.append(plan)
+    answers = request_cache.RequestCache(scratch_dir, model_hash=model_hash, lm_name=lm_name, lm_args=lm_args,
+                                         cfg=cfg, enabled=cfg.cache)
+    tasks = call[0].entry.task if len(call) == 1 else f"{len(call)} tasks"
+    with console.progress(f"eval {target} ({tasks})", unit="requests") as bar, _environment_once(), answers:
+        lm = backends.create(cfg, target, trust_remote_code)
+        try:
+            with answers.answering(lm, bar):
+                parts = _run_call(lm, call, cfg, tm)
+        finally:
+            backends.release(lm)
+    answers.discard()
+    return [(plan.key, cache.normalise(part)) for plan, part in zip(call, parts)]

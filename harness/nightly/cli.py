@@ -3,6 +3,7 @@
     harness nightly --candidate models:/harness-embedded/4 --baseline champion --suite tiny --promote
     harness nightly --candidate /ckpt/step-9000 --baseline last-pass --config nightly.yaml --html report.html
     harness nightly --candidate /ckpt/step-9000 --baseline run:<eval run id>   # e.g. imported lm-eval output
+    harness nightly --candidate /ckpt/step-9000 --baseline champion --ray 10.0.0.1:6379   # both sides on Ray
 
 It exits 0 on a pass, 1 on a regression, 2 when it cannot compare or on bad input. Only argparse is imported
 here; lm-eval, torch, pandas and MLflow load when the command runs. ``harness dashboard`` is `harness.report.cli`.
@@ -43,6 +44,9 @@ def add_parsers(sub) -> None:
                    help="registered model whose aliases name baselines (default: harness-embedded)")
     p.add_argument("--arena", action="store_true", help="also run an arena of candidate against baseline")
     p.add_argument("--html", metavar="FILE", help="also write the HTML report to this file")
+    p.add_argument("--ray", metavar="ADDRESS", help="evaluate both sides on this Ray cluster (HOST:PORT of its head, "
+                   "as `ray start --head` prints it), every suite entry a task with the resources of the sweep "
+                   "section (harness sweep)")
     p.add_argument("--results", metavar="DIR", help="results folder: eval cache and the default MLflow store")
     p.add_argument("--experiment", help="MLflow experiment (default: harness)")
     p.set_defaults(func=_nightly)
@@ -57,6 +61,10 @@ def _nightly(args: argparse.Namespace) -> int:
     flags = {"suite": args.suite, "registered_model": args.registered_model, "results": args.results,
              "experiment": args.experiment, "arena": {"enabled": True if args.arena else None}}
     cfg = load_nightly_config(args.config, args.overrides, flags=flags)  # checked whole before any model work
+    if args.ray:
+        from harness.evals.sweep import check_address
+
+        check_address(args.ray)
     from harness import storage
 
     storage.writable_dir(cfg.results, "results folder")  # the --html file is checked by harness.cli
@@ -66,16 +74,20 @@ def _nightly(args: argparse.Namespace) -> int:
 
     from harness.models.load import check_device
 
+    from harness.evals.checks import engine_installed
+
     check_device(cfg.eval.device, "eval.device")
+    engine_installed(cfg.eval.backend, "eval.backend")
     if cfg.arena.enabled:
         check_device(cfg.arena.device, "arena.device")
+        engine_installed(cfg.arena.engine, "arena.engine")
     torch.set_num_threads(cfg.threads)
     from harness import capture, console
     from harness.report.nightly import html_page, markdown
     from harness.nightly.run import run_nightly
 
     capture.log_to(cfg.results)
-    result = run_nightly(args.candidate, args.baseline, cfg, promote=args.promote)
+    result = run_nightly(args.candidate, args.baseline, cfg, promote=args.promote, ray=args.ray)
     console.result(markdown(result))
     if args.html:
         storage.write_text(args.html, html_page(result), "--html file")

@@ -29,7 +29,7 @@ from typing import Literal
 
 import re
 
-from harness.config import ArenaConfig, EvalConfig, check_experiment, check_model_name
+from harness.config import ArenaConfig, EvalConfig, SweepConfig, check_experiment, check_model_name
 from harness.config_base import Section, nested, option, resolve
 from harness.errors import HarnessError
 
@@ -69,6 +69,8 @@ class NightlyConfig(Section):
     threads: int = option(1, "torch CPU threads.", ge=1)
     trust_remote_code: bool = option(False, "Allow code shipped with a checkpoint to run.")
     eval: EvalConfig = nested(EvalConfig, "Eval settings (harness.config).")
+    sweep: SweepConfig = nested(SweepConfig, "Resources per Ray task when --ray evaluates both sides on a cluster "
+                                             "(harness.config).")
     arena: ArenaConfig = nested(ArenaConfig, "Arena of candidate against baseline (off unless enabled: Elo delta and "
                                              "win probability).", enabled=False)
 

@@ -16,6 +16,8 @@ from harness.tracking import schema
 if TYPE_CHECKING:
     import pandas as pd
 
+    from harness.evals.decontam import Recorded
+
 EXIT_CODES = {"pass": 0, "fail": 1, "cannot-compare": 2}
 
 
@@ -50,6 +52,8 @@ class NightlyResult:
     alpha: float = 0.05
     run_id: str | None = None
     promoted: str | None = None  # "models:/<name>@<alias> → version <v>" after --promote on a pass
+    contamination: "Recorded | None" = None  # the candidate's training pipeline's decontamination, when flagged
+    contamination_run: str | None = None  # that pipeline run
 
     @property
     def exit_code(self) -> int:

@@ -8,11 +8,13 @@ The recipe, in order:
 2. open one MLflow run (tags ``harness.kind=nightly``, ``harness.suite``, ``harness.suite_version``,
    ``harness.candidate``, ``harness.baseline``); evaluate the candidate and the baseline as nested eval runs
    (cached by checkpoint hash, so an unchanged baseline costs no model work), unless a side is already an eval run
-   (the last passing nightly's, or one given as ``run:<id>``, e.g. imported from lm-eval);
+   (the last passing nightly's, or one given as ``run:<id>``, e.g. imported from lm-eval); with ``--ray`` the
+   sides' suite entries are computed on a Ray cluster first (`harness.evals.sweep`), then recorded the same way;
 3. read both eval runs back (`harness.nightly.records`); if they differ in what changes a score, the verdict is
    ``cannot-compare`` with the reasons; else compare every metric per item (`harness.nightly.stats`) with
    Holm or Benjamini-Hochberg control across all of them: ``fail`` when any metric dropped significantly by at
-   least its minimum effect, else ``pass``;
+   least its minimum effect, else ``pass``; when a pipeline here trained the candidate and its training data
+   contaminates eval tasks (`harness.evals.decontam`), the report lists them;
 4. with ``arena.enabled``, an arena of candidate against baseline (Elo delta, win probability);
 5. the trend of every metric over the last nightlies of the same suite version (`harness.nightly.history`);
 6. log metrics named as the eval runs name them (``<skill>/<task>/<metric>`` for the candidate, plus
@@ -48,7 +50,7 @@ EXAMPLES = 3  # regressed items shown per regressed metric
 
 
 def run_nightly(candidate: str, baseline: str | None, cfg: NightlyConfig, *, promote: bool = False,
-                out: TextIO | None = None) -> NightlyResult:
+                out: TextIO | None = None, ray: str | None = None) -> NightlyResult:
     """Run one nightly (see the module docstring) and record it in MLflow.
 
     Args:
@@ -57,6 +59,8 @@ def run_nightly(candidate: str, baseline: str | None, cfg: NightlyConfig, *, pro
         cfg: the nightly configuration.
         promote: on a pass, point ``cfg.alias`` of ``cfg.registered_model`` at the candidate's version.
         out: where progress lines go (default stderr).
+        ray: a Ray cluster's ``HOST:PORT``: both sides' suite entries are computed there first
+            (`harness.evals.sweep`), then evaluated (from the cache) and recorded here as without it.
 
     Returns:
         The `NightlyResult` (its `exit_code` is the command's).
@@ -91,13 +95,16 @@ def run_nightly(candidate: str, baseline: str | None, cfg: NightlyConfig, *, pro
                                baseline=base, correction=cfg.correction, alpha=cfg.alpha, run_id=run.run_id)
         print(f"nightly {spec.name} (version {version}): candidate {cand.label}, baseline {base.label}",
               file=out, flush=True)
+        if ray:
+            _sweep([side for side in (cand, base) if side.eval_run is None], cfg, results, ray)
         if cand.eval_run is None:  # else an eval run given as run:<id>
-            cand.eval_run = _evaluate(cand, cfg, run, results)
+            cand.eval_run = _evaluate(cand, cfg, run, results, swept=bool(ray))
         if base.eval_run is None:
-            base.eval_run = _evaluate(base, cfg, run, results)
+            base.eval_run = _evaluate(base, cfg, run, results, swept=bool(ray))
         c_rec = records.load_record(cand.eval_run, results)
         b_rec = records.load_record(base.eval_run, results)
         result.skills = dict(zip(c_rec.scores.task, c_rec.scores.skill))
+        result.contamination_run, result.contamination = _contamination(c_rec, cfg, results)
         if base.suite_version and base.suite_version != version:
             result.reasons.append(f"the last passing nightly ({base.nightly_run}) ran suite version "
                                   f"{base.suite_version}, this one runs {version}")
@@ -136,12 +143,34 @@ def _keep(entry: "outbox.Entry", kept: list[NightlyResult], cfg: NightlyConfig) 
         _log_report_and_verdict(entry, result)
 
 
-def _evaluate(side: sides.Side, cfg: NightlyConfig, run: "Run", results: Path) -> str:
+def _sweep(todo: list[sides.Side], cfg: NightlyConfig, results: Path, address: str) -> None:
+    """Both sides' suite entries computed on the Ray cluster at `address`, into the eval cache."""
+    from harness.evals import sweep
+
+    if todo:
+        sweep.compute([side.model for side in todo], cfg.suite, cfg=cfg.eval, resources=cfg.sweep,
+                      results_dir=results, address=address, trust_remote_code=cfg.trust_remote_code,
+                      threads=cfg.threads)
+
+
+def _evaluate(side: sides.Side, cfg: NightlyConfig, run: "Run", results: Path, swept: bool = False) -> str:
     from harness.evals import evaluate
 
-    evaluated = evaluate(side.model, cfg.suite, cfg=cfg.eval, results_dir=results, parent=run,
+    settings = replace(cfg.eval, cache=True) if swept else cfg.eval  # swept: every entry is in the eval cache
+    evaluated = evaluate(side.model, cfg.suite, cfg=settings, results_dir=results, parent=run,
                          experiment=cfg.experiment, trust_remote_code=cfg.trust_remote_code)
     return evaluated.run_id
+
+
+def _contamination(cand: records.EvalRecord, cfg: NightlyConfig, results: Path):
+    """``(pipeline run, its decontamination)`` when the candidate was trained by a pipeline here whose training
+    data contaminates some eval task (`harness.evals.decontam`); else ``(None, None)``."""
+    from harness.evals.decontam import read_report
+    from harness.tracking import store
+
+    pipeline = store.trained_by(cand.model_hash, cfg.experiment, results) if cand.model_hash else None
+    recorded = read_report(pipeline, results) if pipeline else None
+    return (pipeline, recorded) if recorded is not None and recorded.flagged else (None, None)
 
 
 def _examples(regressions: list[Comparison], cand: records.EvalRecord, base: records.EvalRecord

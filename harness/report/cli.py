@@ -19,6 +19,7 @@ def add_parsers(sub) -> None:
         help="write a static HTML dashboard of an MLflow experiment",
         description="Build DIR/index.html from the MLflow store alone: leaderboard across checkpoints, per-skill "
         "comparison plots, stage progression base -> SFT -> DPO -> RLVR, arena ratings with CIs, cost per stage, "
+        "decontamination of the eval tasks by the training data, "
         "nightly verdicts and sample generations. No scripts; images beside the page.",
     )
     d.add_argument("--experiment", default="harness", help="MLflow experiment (default: harness)")

@@ -7,6 +7,8 @@
 - stage progression base → SFT → DPO → RLVR: the latest pipeline run's eval runs by ``harness.stage``;
 - ratings: the latest arena run's leaderboard with CIs and win-probability heatmap (``arena/*.csv``);
 - cost per stage: the latest pipeline run's train runs (``cost/usd``, ``cost/seconds``, ``cost/tokens``);
+- decontamination: the latest pipeline run's n-gram overlap of each stage dataset with each eval task
+  (``decontam/*`` metrics and the ``harness.contaminated`` tag), contaminated tasks flagged;
 - nightlies: verdicts of the latest nightly runs;
 - sample generations: the first items of every task, each leaderboard checkpoint's answer side by side.
 
@@ -204,6 +206,23 @@ def _cost_section(runs: "pd.DataFrame", pipeline, out: Path) -> dict | None:
                                               "cost and wall time per training stage")}
 
 
+def _decontam_section(pipeline, results_dir) -> dict | None:
+    import pandas as pd
+
+    from harness.evals.decontam import read_report
+
+    recorded = read_report(pipeline["run_id"], results_dir)
+    if recorded is None:
+        return None
+    rows = [{"dataset": r.dataset, "task": r.task, "items": f"{r.contaminated}/{r.total}",
+             "rate": estimate(r.rate, r.ci_low, r.ci_high),
+             "flag": "contaminated" if r.task in recorded.flagged and r.contaminated else ""} for r in recorded.rows]
+    table = h.table(pd.DataFrame(rows), {"dataset": "dataset", "task": "task", "items": "contaminated / items",
+                                         "rate": "rate [95% CI]", "flag": "flag"},
+                    numeric=["items", "rate"], badges={"flag": lambda v: "verdict fail" if v else None})
+    return {"run_id": pipeline["run_id"], "flagged": recorded.flagged, "table": table}
+
+
 def _nightly_section(runs: "pd.DataFrame") -> dict | None:
     import pandas as pd
 
@@ -272,13 +291,15 @@ def build_dashboard(experiment: str, out_dir: str | os.PathLike, *, results_dir:
         "progression": _progression_section(runs, pipeline, results_dir, out) if pipeline is not None else None,
         "ratings": _arena_section(runs, results_dir, out),
         "cost": _cost_section(runs, pipeline, out) if pipeline is not None else None,
+        "decontam": _decontam_section(pipeline, results_dir) if pipeline is not None else None,
         "nightlies": _nightly_section(runs),
         "samples": [part for suite, board in boards.items()
                     if (part := _samples_section(suite, board, results_dir, samples)) is not None],
     }
     nav = {f"leaderboard-{b['suite']}": f"Leaderboard {b['suite']}" for b in sections["leaderboards"]}
     nav.update({anchor: name for anchor, name in (("progression", "Stages"), ("ratings", "Ratings"), ("cost", "Cost"),
-                                                  ("nightlies", "Nightlies")) if sections[anchor] is not None})
+                                                  ("decontam", "Decontamination"), ("nightlies", "Nightlies"))
+                if sections[anchor] is not None})
     nav.update({f"samples-{part['suite']}": f"Samples {part['suite']}" for part in sections["samples"]})
     if not nav:
         raise HarnessError(f"experiment {experiment!r} has no eval, arena, pipeline or nightly runs to show")

@@ -1,8 +1,9 @@
 """The nightly report: Markdown for the terminal and a self-contained HTML page for MLflow, from a `NightlyResult`.
 
 Both show the verdict, why it could not compare (when so), every compared metric's delta with its 95% CI and raw and
-adjusted p-values, the regressed items, each metric's trend over the last nightlies and, when an arena ran, the
-ratings with CIs, the Elo delta and the win probability. The HTML page adds the figures (deltas, trends, ratings,
+adjusted p-values, the regressed items, each metric's trend over the last nightlies, the eval tasks the candidate's
+training data contaminates (when the pipeline that trained it recorded them) and, when an arena ran, the ratings
+with CIs, the Elo delta and the win probability. The HTML page adds the figures (deltas, trends, ratings,
 win-probability heatmap) as embedded PNGs and escapes every model text; its template is
 ``templates/nightly.html``.
 """
@@ -72,6 +73,27 @@ def _facts(result: "NightlyResult", code: str = "") -> list[str]:
     return facts + ([f"promoted: {result.promoted}"] if result.promoted else [])
 
 
+def _contamination_note(result: "NightlyResult") -> str:
+    tasks = ", ".join(result.contamination.flagged)
+    return (f"the candidate's training data (pipeline run {result.contamination_run}) overlaps the items of {tasks}: "
+            "their scores may be inflated")
+
+
+def _contamination_frame(result: "NightlyResult") -> "pd.DataFrame":
+    """One row per (dataset, flagged task) with contaminated items."""
+    import pandas as pd
+
+    rec = result.contamination
+    return pd.DataFrame([{"task": r.task, "dataset": r.dataset, "items": f"{r.contaminated}/{r.total}",
+                          "rate": estimate(r.rate, r.ci_low, r.ci_high)}
+                         for r in rec.rows if r.task in rec.flagged and r.contaminated],
+                        columns=["task", "dataset", "items", "rate"])
+
+
+_CONTAMINATION_COLUMNS = {"task": "task", "dataset": "dataset", "items": "contaminated / items",
+                          "rate": "rate [95% CI]"}
+
+
 def _arena_line(arena: "ArenaSummary") -> str:
     return (f"Elo delta candidate − baseline: {arena.elo_delta:+.0f}; predicted win probability of the candidate "
             f"over the baseline: {arena.p_win:.3f}")
@@ -83,6 +105,10 @@ def markdown(result: "NightlyResult") -> str:
              *(f"- {fact}" for fact in _facts(result, code="`"))]
     if result.reasons:
         lines += ["", "## Cannot compare", ""] + [f"- {r}" for r in result.reasons]
+    if result.contamination:
+        lines += ["", "## Contaminated eval tasks", "", _contamination_note(result), "",
+                  render(_contamination_frame(result), _CONTAMINATION_COLUMNS, format="markdown",
+                         align={"items": "right", "rate": "right"})]
     if result.comparisons:
         rows = [[r.skill, r.task, r.metric, r.n, r.baseline, r.candidate,
                  estimate(r.delta, r.ci_low, r.ci_high, signed=True), pvalue(r.p), pvalue(r.p_adj), r.min_effect,
@@ -119,8 +145,13 @@ def html_page(result: "NightlyResult") -> str:
     cand, base = result.candidate, result.baseline
     context = {"verdict": result.verdict, "verdict_title": TITLES[result.verdict], "headline": _headline(result),
                "facts": _facts(result), "reasons": result.reasons, "deltas": None, "examples": [], "trend": None,
-               "arena": None}
+               "arena": None, "contamination": None}
     nav = {"verdict": "Verdict", "reasons": "Cannot compare"} if result.reasons else {"verdict": "Verdict"}
+    if result.contamination:
+        context["contamination"] = {"note": _contamination_note(result),
+                                    "table": h.table(_contamination_frame(result), _CONTAMINATION_COLUMNS,
+                                                     numeric=["items", "rate"])}
+        nav["contamination"] = "Contamination"
     if result.comparisons:
         context["deltas"] = {
             "method": _method(result), "table": _comparison_table(comparison_frame(result)),

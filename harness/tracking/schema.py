@@ -39,6 +39,7 @@ class Kind(str, Enum):
     NIGHTLY = "nightly"  # one nightly regression comparison
     COMPARE = "compare"  # `harness compare`
     RATINGS = "ratings"  # `harness rate` / `harness winrate --mlflow`
+    WATCH = "watch"  # `harness watch DIR`: the parent of the eval runs of the checkpoints written into DIR
 
     def __str__(self) -> str:
         return self.value
@@ -88,6 +89,11 @@ def ratings_run_name(command: str, source: str) -> str:
     return run_name(command, source)
 
 
+def watch_run_name(folder: str, suite: str) -> str:
+    """``watch-<folder name>-<suite>``: the run `harness watch` charts a folder's checkpoints on."""
+    return run_name("watch", folder, suite)
+
+
 ARENA_RUN_NAME = "arena"
 NIGHTLY_ARENA_RUN_NAME = "arena-nightly"
 
@@ -116,6 +122,8 @@ class RunTags:
     model_version: str | None = None  # registered model version of a train run's checkpoint
     logged_model: str | None = None  # MLflow LoggedModel id of a train run's checkpoint
     checkpoint: str | None = None  # local folder of a train run's checkpoint
+    step: str | None = None  # the training step of the checkpoint an eval run scored (eval during training, watch)
+    watched: str | None = None  # the folder `harness watch` watches: on its watch run and on each eval run it made
     # arenas and ratings
     judge: str | None = None
     judge_version: str | None = None
@@ -143,6 +151,8 @@ class RunTags:
     heartbeat: str | None = None  # epoch seconds of its last heartbeat
     reaped: str | None = None  # why a later command ended the run KILLED (its process died without ending it)
     resumed: str | None = None  # a pipeline continued by `harness run --resume`: how many times
+    # decontamination (`harness.evals.decontam`): on a pipeline run, the eval tasks its training data contaminates
+    contaminated: tuple[str, ...] = ()
 
     @classmethod
     def from_tags(cls, tags: Mapping[str, Any]) -> "RunTags":
@@ -173,7 +183,7 @@ def row_tags(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 _FIELDS = {f.name for f in dataclasses.fields(RunTags)}
-_LIST_FIELDS = {"cached_tasks", "regressions", "runs"}
+_LIST_FIELDS = {"cached_tasks", "regressions", "runs", "contaminated"}
 PARENT_TAG = "mlflow.parentRunId"
 RUN_NAME_TAG = "mlflow.runName"
 # The experiment's kind as MLflow records it: "Machine learning" (custom_model_development), whose first page is
@@ -187,6 +197,7 @@ MODEL_VERSIONS_TAG = "mlflow.modelVersions"
 # On a dataset input: what the run used it for.
 DATASET_CONTEXT_TAG = "mlflow.data.context"
 EVAL_CONTEXT = "eval"
+TRAIN_CONTEXT = "training"  # a training stage's data (MLflow's own name for that context)
 
 
 def tag_key(field: str) -> str:
@@ -374,6 +385,10 @@ NIGHTLY_REASONS = Artifact("nightly/reasons.txt", "text")
 NIGHTLY_REPORT_MD = Artifact("nightly/report.md", "text")
 NIGHTLY_REPORT_HTML = Artifact("nightly/report.html", "text")
 
+# a pipeline run's decontamination: every contaminated (training example, eval item) pair, one per line
+# (dataset, source, task, item_id, train_index, score, shared_ngrams)
+DECONTAM_PAIRS = Artifact("decontam/pairs.jsonl", "jsonl")
+
 
 # ------------------------------------------------------------------------------------ logged models, datasets
 
@@ -454,6 +469,12 @@ def nightly_metric(prefix: str, metric_key: str) -> str:
     return key(f"{prefix}/{metric_key}")
 
 
+def eval_step_metric(skill: str) -> str:
+    """A skill's score (``overall`` too) logged by training step on a train run (eval during training) or a watch
+    run: ``eval/<skill>/score``, so that the MLflow UI charts it against the step."""
+    return key(f"eval/{skill}/score")
+
+
 def compare_delta_metric(label: str, skill: str) -> str:
     return key(f"delta/{label}/{skill}/score")
 
@@ -463,10 +484,32 @@ def ratings_metric(column: str, model: str) -> str:
     return key(f"{column}/{model}")
 
 
+# decontamination, on a pipeline run: per (training dataset, eval task) the contaminated items, the items, the rate
+DECONTAM_STATS = ("contaminated", "total", "rate")
+DECONTAM_PREFIX = "decontam"
+
+
+def decontam_metric(dataset: str, task: str, stat: str) -> str:
+    """``decontam/<dataset>/<task>/<stat>``: the dataset is the stage whose data it is (``all``: pooled)."""
+    if stat not in DECONTAM_STATS:
+        raise KeyError(f"no decontamination statistic {stat!r}; statistics: {', '.join(DECONTAM_STATS)}")
+    return key(f"{DECONTAM_PREFIX}/{_file(dataset)}/{task}/{stat}")
+
+
+def parse_decontam_metric(name: str) -> tuple[str, str, str] | None:
+    """``decontam/<dataset>/<task>/<stat>`` → ``(dataset, task, stat)``; None for other metrics."""
+    parts = name.split("/")
+    if len(parts) < 4 or parts[0] != DECONTAM_PREFIX or parts[-1] not in DECONTAM_STATS:
+        return None
+    return parts[1], "/".join(parts[2:-1]), parts[-1]
+
+
 # training costs, on each train run and (as totals) on the pipeline run
 COST = {"usd": "cost/usd", "tokens": "cost/tokens", "seconds": "cost/seconds", "flops": "cost/flops"}
 COST_TOTALS = {"usd": "cost/total_usd", "tokens": "cost/total_tokens", "seconds": "cost/total_seconds",
                "flops": "cost/total_flops"}
+# a multi-process launch (`harness.distributed`), on the pipeline run and each train run; absent in one process
+DISTRIBUTED = {"processes": "distributed.processes", "backend": "distributed.backend"}
 
 
 def task_param(task: str, setting: str) -> str:

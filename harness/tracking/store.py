@@ -646,6 +646,24 @@ def eval_model(handle: Run, *, model: str, model_hash: str, name: str, stage: st
     return model_id
 
 
+def trained_by(model_hash: str, experiment: str, results_dir: str | os.PathLike | None = None) -> str | None:
+    """The pipeline run that trained the checkpoint with `model_hash` here (the parent of the train run whose
+    LoggedModel records it), or None: trained elsewhere, or not by a pipeline."""
+    c = client(tracking_uri(results_dir))
+    found = c.get_experiment_by_name(experiment)
+    if found is None:
+        return None
+    models = c.search_logged_models([found.experiment_id], filter_string=schema.where_model(model_hash),
+                                    max_results=20, order_by=[{"field_name": "creation_time", "ascending": False}])
+    for m in models:
+        if "model" in (m.params or {}) or not m.source_run_id:  # made by an eval of an external checkpoint
+            continue
+        parent = c.get_run(m.source_run_id).data.tags.get(schema.PARENT_TAG)
+        if parent:
+            return parent
+    return None
+
+
 def logged_model_hash(model_id: str, results_dir: str | os.PathLike | None = None) -> str | None:
     """The content hash a READY LoggedModel records (None when it is absent or not READY)."""
     try:
@@ -788,6 +806,12 @@ def run_params(run_id: str, results_dir: str | os.PathLike | None = None) -> dic
         return dict(client(tracking_uri(results_dir)).get_run(run_id).data.params)
     except Exception:  # noqa: BLE001 - MLflow raises its own RestException / MlflowException for "not found"
         raise HarnessError(f"no MLflow run {run_id} in {tracking_uri(results_dir)}") from None
+
+
+def metric_history(run_id: str, key: str, results_dir: str | os.PathLike | None = None) -> dict[int, float]:
+    """Every value a run logged for the metric `key`, by step (the last one logged at a step)."""
+    found = client(tracking_uri(results_dir)).get_metric_history(run_id, schema.key(key))
+    return {int(m.step): float(m.value) for m in sorted(found, key=lambda m: m.timestamp)}
 
 
 def model_versions(model_name: str, results_dir: str | os.PathLike | None = None) -> list[dict]:

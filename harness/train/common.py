@@ -34,8 +34,27 @@ class StageResult:
         }
 
 
+@dataclass(frozen=True)
+class Hardware:
+    """Where a stage trains: ``cuda`` (bf16 mixed precision where the GPU supports it) or ``cpu`` (fp32)."""
+
+    device: str
+    bf16: bool
+
+
+def train_device() -> Hardware:
+    """What is there: CUDA with bf16 where supported (fp32 on a GPU without it), else the CPU in fp32."""
+    import torch
+
+    if torch.cuda.is_available():
+        return Hardware("cuda", torch.cuda.is_bf16_supported())
+    return Hardware("cpu", False)
+
+
 def trl_common(out_dir: Path, seed: int, epochs: float, batch_size: int, learning_rate: float, log_every: int) -> dict:
-    """TRL/transformers `TrainingArguments` shared by every stage: CPU, fp32, no checkpoints written mid-run."""
+    """TRL/transformers `TrainingArguments` shared by every stage: the device and precision `train_device` picks, no
+    checkpoints written mid-run."""
+    hardware = train_device()
     return dict(
         output_dir=str(out_dir / "_trainer"),
         seed=seed,
@@ -48,12 +67,33 @@ def trl_common(out_dir: Path, seed: int, epochs: float, batch_size: int, learnin
         logging_steps=log_every,
         save_strategy="no",
         report_to="none",
-        bf16=False,
+        bf16=hardware.bf16,
         fp16=False,
-        use_cpu=True,
+        use_cpu=hardware.device == "cpu",
         dataloader_num_workers=0,
         disable_tqdm=True,
     )
+
+
+def stage_args(trl_class: type, cfg: Any, out_dir: Path, seed: int, **own: Any):
+    """A stage's TRL config, built by TRL's own class: the shared settings (`trl_common`) < the stage's own (`own`)
+    < its hardware fields (gradient accumulation and checkpointing) < its ``trl`` mapping.
+
+    Raises:
+        HarnessError: TRL's class refuses a value, naming the stage's ``trl`` key.
+    """
+    from harness.errors import HarnessError, first_line
+
+    hardware = {"gradient_accumulation_steps": cfg.gradient_accumulation_steps}
+    if not cfg.gradient_checkpointing:  # only when off (TRL's default is on): transformers warns about its name
+        hardware["gradient_checkpointing"] = False
+    kwargs = {**trl_common(out_dir, seed, cfg.epochs, cfg.batch_size, cfg.learning_rate, cfg.log_every), **own,
+              **hardware, **cfg.trl}
+    try:
+        return trl_class(**kwargs)
+    except (TypeError, ValueError) as err:
+        raise HarnessError(f"config key {cfg.where}.trl: trl.{trl_class.__name__} refuses the stage's settings: "
+                           f"{first_line(err)}") from None
 
 
 def _number(value: Any) -> float | None:
@@ -114,10 +154,17 @@ def train_and_save(trainer, tokenizer, stage: str, out_dir: Path, start: float) 
     Tokens are the trainer's count of non-padding input tokens or, for GRPO (which logs its own running count of
     prompt + completion tokens as ``num_tokens``), the largest ``num_tokens`` logged.
     """
+    from harness.train.eval_callback import callbacks
+
+    for callback in callbacks():  # eval during training (eval.during_training), when the runner asked for it
+        trainer.add_callback(callback)
     with quiet_progress(trainer, f"train {stage}"):
         trainer.train()
-    trainer.save_model(str(out_dir))
-    tokenizer.save_pretrained(out_dir)
+    from harness.train import lora
+
+    lora.save(trainer, out_dir)  # a LoRA stage saves its adapters merged: the next stage and the evals load a model
+    if trainer.args.should_save:  # the main process, under accelerate launch
+        tokenizer.save_pretrained(out_dir)
     history = trainer_history(trainer)
     tokens = int(trainer.state.num_input_tokens_seen) or int(max((m.get("num_tokens", 0) for _, m in history), default=0))
     return StageResult(

@@ -6,8 +6,18 @@ import time
 from pathlib import Path
 
 from harness.config import DPOConfig
-from harness.train.common import StageResult, train_and_save, trl_common
+from harness.train import lora, user_data
+from harness.train.common import StageResult, stage_args, train_and_save
 from harness.train.datasets import dpo_rows
+
+
+def trainer_args(cfg: DPOConfig, out_dir: Path, seed: int):
+    """The stage's `trl.DPOConfig` (its own settings < ``dpo.trl``), built by TRL's class."""
+    from trl import DPOConfig as TRLDPOConfig
+
+    return stage_args(TRLDPOConfig, cfg, out_dir, seed, beta=cfg.beta, loss_type=["sigmoid", "sft"],
+                      loss_weights=[1.0, cfg.sft_weight], max_length=cfg.max_length,
+                      include_num_input_tokens_seen="non_padding")
 
 
 def run(cfg: DPOConfig, init: str, out_dir: Path, seed: int, trust_remote_code: bool = False) -> StageResult:
@@ -26,23 +36,13 @@ def run(cfg: DPOConfig, init: str, out_dir: Path, seed: int, trust_remote_code: 
     Returns:
         The stage's result.
     """
-    from datasets import Dataset
-    from trl import DPOConfig as TRLDPOConfig
     from trl import DPOTrainer
 
-    from harness.models.load import load
-
     start = time.perf_counter()
-    model, tokenizer = load(init, trust_remote_code=trust_remote_code)
-    args = TRLDPOConfig(
-        **trl_common(out_dir, seed, cfg.epochs, cfg.batch_size, cfg.learning_rate, cfg.log_every),
-        beta=cfg.beta,
-        loss_type=["sigmoid", "sft"],
-        loss_weights=[1.0, cfg.sft_weight],
-        max_length=128,
-        include_num_input_tokens_seen="non_padding",
-    )
+    model, tokenizer = lora.load_for(cfg, init, trust_remote_code=trust_remote_code)
     trainer = DPOTrainer(
-        model=model, args=args, train_dataset=Dataset.from_list(dpo_rows(cfg.pairs, seed, cfg.arithmetic_fraction)), processing_class=tokenizer
+        model=model, args=trainer_args(cfg, out_dir, seed),
+        train_dataset=user_data.train_dataset(cfg, lambda: dpo_rows(cfg.pairs, seed, cfg.arithmetic_fraction)),
+        processing_class=tokenizer, peft_config=lora.peft_config(cfg.lora),
     )
     return train_and_save(trainer, tokenizer, "dpo", out_dir, start)

@@ -7,14 +7,33 @@ from pathlib import Path
 
 from harness.config import RLVRConfig
 from harness.data.verifiers import reward
-from harness.train.common import StageResult, train_and_save, trl_common
+from harness.train import lora, user_data
+from harness.train.common import StageResult, stage_args, train_and_save
 from harness.train.datasets import rlvr_rows
 
 
+def trainer_args(cfg: RLVRConfig, out_dir: Path, seed: int):
+    """The stage's `trl.GRPOConfig` (its own settings < ``rlvr.trl``), built by TRL's class."""
+    from trl import GRPOConfig
+
+    return stage_args(GRPOConfig, cfg, out_dir, seed, num_generations=cfg.num_generations,
+                      max_completion_length=cfg.max_completion_length, temperature=cfg.temperature, beta=cfg.beta)
+
+
+def reward_for(cfg: RLVRConfig):
+    """The reward ``rlvr.verifier`` names: the synthetic skills' verifier (``skills``) or a real task's
+    (`harness.data.task_verifiers.verifier_by_name`)."""
+    if cfg.verifier == "skills":
+        return reward
+    from harness.data.task_verifiers import verifier_by_name
+
+    return verifier_by_name(cfg.verifier, where="config key rlvr.verifier")
+
+
 def run(
-    cfg: RLVRConfig, init: str, out_dir: Path, seed: int, trust_remote_code: bool = False, reward_fn=reward
+    cfg: RLVRConfig, init: str, out_dir: Path, seed: int, trust_remote_code: bool = False, reward_fn=None
 ) -> StageResult:
-    """Reinforce `init` on arithmetic prompts rewarded by `harness.data.verifiers.reward`; save to `out_dir`.
+    """Reinforce `init` on arithmetic prompts (or ``cfg.dataset``) rewarded by ``cfg.verifier``; save to `out_dir`.
 
     Args:
         cfg: GRPO settings.
@@ -22,30 +41,21 @@ def run(
         out_dir: checkpoint folder to write.
         seed: data, sampling and training seed.
         trust_remote_code: passed to the loader.
-        reward_fn: the reward (TRL contract); the verifier unless a caller has a reason to swap it.
+        reward_fn: the reward (TRL contract); None: `reward_for(cfg)`, the verifier the evals grade with.
 
     Returns:
         The stage's result; its history holds reward mean, KL (when beta > 0), loss and learning rate per step.
     """
-    from datasets import Dataset
-    from trl import GRPOConfig, GRPOTrainer
-
-    from harness.models.load import load
+    from trl import GRPOTrainer
 
     start = time.perf_counter()
-    model, tokenizer = load(init, trust_remote_code=trust_remote_code)
-    args = GRPOConfig(
-        **trl_common(out_dir, seed, cfg.epochs, cfg.batch_size, cfg.learning_rate, cfg.log_every),
-        num_generations=cfg.num_generations,
-        max_completion_length=cfg.max_completion_length,
-        temperature=cfg.temperature,
-        beta=cfg.beta,
-    )
+    model, tokenizer = lora.load_for(cfg, init, trust_remote_code=trust_remote_code)
     trainer = GRPOTrainer(
         model=model,
-        reward_funcs=reward_fn,
-        args=args,
-        train_dataset=Dataset.from_list(rlvr_rows(cfg.prompts, seed)),
+        reward_funcs=reward_fn or reward_for(cfg),
+        args=trainer_args(cfg, out_dir, seed),
+        train_dataset=user_data.train_dataset(cfg, lambda: rlvr_rows(cfg.prompts, seed)),
         processing_class=tokenizer,
+        peft_config=lora.peft_config(cfg.lora),
     )
     return train_and_save(trainer, tokenizer, "rlvr", out_dir, start)

@@ -6,12 +6,21 @@ import time
 from pathlib import Path
 
 from harness.config import SFTConfig
-from harness.train.common import StageResult, train_and_save, trl_common
+from harness.train import lora, user_data
+from harness.train.common import StageResult, stage_args, train_and_save
 from harness.train.datasets import sft_rows
 
 
+def trainer_args(cfg: SFTConfig, out_dir: Path, seed: int):
+    """The stage's `trl.SFTConfig` (its own settings < ``sft.trl``), built by TRL's class."""
+    from trl import SFTConfig as TRLSFTConfig
+
+    return stage_args(TRLSFTConfig, cfg, out_dir, seed, max_length=cfg.max_length, completion_only_loss=True,
+                      packing=cfg.packing, include_num_input_tokens_seen="non_padding")
+
+
 def run(cfg: SFTConfig, init: str, out_dir: Path, seed: int, trust_remote_code: bool = False) -> StageResult:
-    """Finetune `init` on the SFT mixture and save the result to `out_dir`.
+    """Finetune `init` on the SFT mixture (or ``cfg.dataset``) and save the result to `out_dir`.
 
     Args:
         cfg: SFT settings.
@@ -23,23 +32,13 @@ def run(cfg: SFTConfig, init: str, out_dir: Path, seed: int, trust_remote_code: 
     Returns:
         The stage's result.
     """
-    from datasets import Dataset
-    from trl import SFTConfig as TRLSFTConfig
     from trl import SFTTrainer
 
-    from harness.models.load import load
-
     start = time.perf_counter()
-    model, tokenizer = load(init, trust_remote_code=trust_remote_code)
-    args = TRLSFTConfig(
-        **trl_common(out_dir, seed, cfg.epochs, cfg.batch_size, cfg.learning_rate, cfg.log_every),
-        max_length=128,
-        completion_only_loss=True,
-        packing=False,
-        include_num_input_tokens_seen="non_padding",
-    )
+    model, tokenizer = lora.load_for(cfg, init, trust_remote_code=trust_remote_code)
     trainer = SFTTrainer(
-        model=model, args=args, train_dataset=Dataset.from_list(sft_rows(cfg.examples_per_skill, seed)),
-        processing_class=tokenizer,
+        model=model, args=trainer_args(cfg, out_dir, seed),
+        train_dataset=user_data.train_dataset(cfg, lambda: sft_rows(cfg.examples_per_skill, seed)),
+        processing_class=tokenizer, peft_config=lora.peft_config(cfg.lora),
     )
     return train_and_save(trainer, tokenizer, "sft", out_dir, start)
