@@ -163,6 +163,7 @@ def store_pipeline(store_env, tmp_path_factory):
 _SHARED = {"quick_pipeline": "quick-pipeline", "store_pipeline": "stores"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the marks into the test ids
 def pytest_collection_modifyitems(config, items):
     if not hasattr(config, "workerinput"):  # not an xdist worker
         return
@@ -174,3 +175,16 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         path = item.nodeid.split("::")[0]
         item.add_marker(pytest.mark.xdist_group(groups.get(path, path)))
+
+
+@pytest.fixture(autouse=True)
+def _tracking_uri_restored():
+    """Each test starts with the MLFLOW_TRACKING_URI the session started with, whatever the one before did (e.g.
+    `mlflow.set_tracking_uri`, which also sets the variable): a leak would send later tests' reads to its store."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    if os.environ.get("MLFLOW_TRACKING_URI") != before:
+        if before is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = before

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from mlflow_server import free_port
 
-from harness.tracking import schema
+from harness.tracking import schema, store
 
 pytestmark = pytest.mark.slow
 
@@ -37,7 +37,6 @@ def _weights(folder: Path) -> dict:
 
 
 def test_two_processes_train_sft_and_dpo_into_one_checkpoint_and_one_record(tiny_checkpoint, tmp_path):
-    import mlflow
 
     results = tmp_path / "results"
     done = _launch(["run", "--quick", "--results", str(results), "--set", "pretrain.enabled=false",
@@ -70,8 +69,8 @@ def test_two_processes_train_sft_and_dpo_into_one_checkpoint_and_one_record(tiny
     assert any(not sft[k].equal(dpo[k]) for k in sft)
 
     # the record: one pipeline run and one train run per stage, all finished, all showing the two processes
-    mlflow.set_tracking_uri(f"sqlite:///{results / 'mlflow.db'}")
-    runs = mlflow.search_runs(search_all_experiments=True)
+    uri = store.tracking_uri(results)
+    runs = store.search_runs(uri, "harness")
     kinds = runs[schema.column("kind")].tolist()
     assert sorted(kinds) == sorted([str(schema.Kind.PIPELINE), str(schema.Kind.TRAIN), str(schema.Kind.TRAIN)])
     assert set(runs["status"]) == {"FINISHED"}
@@ -82,7 +81,7 @@ def test_two_processes_train_sft_and_dpo_into_one_checkpoint_and_one_record(tiny
     parent = runs[runs[schema.column("kind")] == str(schema.Kind.PIPELINE)]["run_id"].item()
     assert set(train[f"tags.{schema.PARENT_TAG}"]) == {parent}
     assert train.loc["dpo", schema.column("checkpoint")] == str(root / "dpo")
-    steps = mlflow.MlflowClient().get_metric_history(train.loc["dpo", "run_id"], "loss")
+    steps = store.client(uri).get_metric_history(train.loc["dpo", "run_id"], "loss")
     assert max(m.step for m in steps) == PAIRS // (2 * DPO_BATCH)  # each process took half of every batch of pairs
 
 
