@@ -43,24 +43,35 @@ def mlflow_server(backend_uri: str, log_dir: Path, *args: str, port: int | None 
                             env={**os.environ, **_QUIET, **(env or {})})
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/health", timeout=2) as reply:
-                    if reply.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"mlflow server did not come up: {Path(log.name).read_text()[-2000:]}")
-            time.sleep(0.5)
+        wait_healthy(proc, f"{base}/health", log, "mlflow server", 120)
         yield proc, base
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop(proc)
         log.close()
+
+
+def wait_healthy(proc: subprocess.Popen, url: str, log, what: str, seconds: float) -> None:
+    """Until `url` answers 200; fails the test (with the tail of `log`) if `proc` ends or `seconds` pass first."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as reply:
+                if reply.status == 200:
+                    return
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"{what} did not come up (rc {proc.poll()}): "
+                        f"{Path(log.name).read_text(errors='replace')[-3000:]}")
+        time.sleep(0.5)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Terminate `proc` by its pid (killed after 30 s), unless it has ended already."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

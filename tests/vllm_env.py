@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
-import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 import pytest
+from mlflow_server import stop, wait_healthy
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "vllm-env.sh"
@@ -65,25 +64,8 @@ def vllm_serve(venv: Path, model: Path, name: str, port: int, log_dir: Path, *ar
                              "--host", "127.0.0.1", "--port", str(port), *args],
                             stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env, cwd=str(home))
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as reply:
-                    if reply.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"vllm serve did not come up (rc {proc.poll()}): "
-                            f"{Path(log.name).read_text(errors='replace')[-3000:]}")
-            time.sleep(0.5)
+        wait_healthy(proc, f"http://127.0.0.1:{port}/health", log, "vllm serve", 300)
         yield f"http://127.0.0.1:{port}/v1"
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop(proc)
         log.close()

@@ -146,6 +146,19 @@ def _build(tm, plan: _Plan, cfg: EvalConfig, lm_args: dict) -> None:
     plan.items = sum(min(len(t.eval_docs), limit) if limit else len(t.eval_docs) for t in tasks.values())
 
 
+def _resolve(model: str, suite: str, cfg: EvalConfig, results_dir, trust_remote_code: bool
+             ) -> tuple[suites.Suite, str, str, str, dict]:
+    """What `evaluate` and `prepare` check first: the engine installed, the suite and its task names, the model
+    resolved and hashed, lm-eval's model arguments. Returns (suite, target, model hash, lm name, lm args)."""
+    logging.getLogger("lm_eval.api.task").addFilter(_QUIET)
+    checks.engine_installed(cfg.backend, "eval.backend")
+    spec = suites.load(suite)
+    suites.check_tasks(spec)
+    target, model_hash = resolve_model(model, cfg, results_dir)
+    lm_name, lm_args = backends.model_arguments(cfg, target, trust_remote_code)
+    return spec, target, model_hash, lm_name, lm_args
+
+
 def _prepare(spec: suites.Suite, cfg: EvalConfig, results_dir, model_hash: str, lm_name: str, lm_args: dict
              ) -> tuple[Any, list[_Plan]]:
     """lm-eval's task manager and every entry's plans: looked up in the cache, the rest built and checked."""
@@ -280,12 +293,7 @@ def evaluate(
     Returns:
         The `SuiteResult`, with the MLflow run id.
     """
-    logging.getLogger("lm_eval.api.task").addFilter(_QUIET)
-    checks.engine_installed(cfg.backend, "eval.backend")
-    spec = suites.load(suite)
-    suites.check_tasks(spec)
-    target, model_hash = resolve_model(model, cfg, results_dir)
-    lm_name, lm_args = backends.model_arguments(cfg, target, trust_remote_code)
+    spec, target, model_hash, lm_name, lm_args = _resolve(model, suite, cfg, results_dir, trust_remote_code)
     with console.progress(f"eval {label or model}", unit="requests") as bar:
         tm, plans = _prepare(spec, cfg, results_dir, model_hash, lm_name, lm_args)
 
@@ -380,12 +388,7 @@ def prepare(model: str, suite: str, *, cfg: EvalConfig, results_dir: str | os.Pa
     Raises:
         HarnessError: a missing model, an unknown suite or task, a check that fails (one line naming it).
     """
-    logging.getLogger("lm_eval.api.task").addFilter(_QUIET)
-    checks.engine_installed(cfg.backend, "eval.backend")
-    spec = suites.load(suite)
-    suites.check_tasks(spec)
-    target, model_hash = resolve_model(model, cfg, results_dir)
-    lm_name, lm_args = backends.model_arguments(cfg, target, trust_remote_code)
+    spec, target, model_hash, lm_name, lm_args = _resolve(model, suite, cfg, results_dir, trust_remote_code)
     _, plans = _prepare(spec, cfg, results_dir, model_hash, lm_name, lm_args)
     return Prepared(model, target, model_hash, spec, plans)
 
