@@ -38,6 +38,10 @@ Quantize = Literal["none", "4bit", "8bit"]
 
 
 _DEVICE = re.compile(r"^(cpu|cuda|mps|xpu|npu|hpu|meta)(:\d+)?$")
+_REASONING = ("Reasoning delimiters {{start: '<think>', end: '</think>', answer: ''}} of {}: only the answer after "
+              "the block is graded and judged, the reasoning is kept beside it and its tokens counted; answer is "
+              "written after end when a budget forces it. {{}}: off; None: from the checkpoint's chat template "
+              "when it declares a known pair (README 'Reasoning models').")
 
 
 def check_device(value: str | None, key: str) -> None:
@@ -92,8 +96,20 @@ class ModelConfig(Section):
     vocab_size: int = option(320, "Tiny model: BPE vocabulary size (small: nearly character-level, easy to copy).",
                              ge=1)
     trust_remote_code: bool = option(False, "Allow code shipped with a loaded checkpoint to run.")
+    reasoning: dict | None = option(None, _REASONING.format("every eval and arena answer of the pipeline's "
+                                                            "checkpoints (eval.reasoning and arena.reasoning win)"))
+    think: bool = option(False, "Embedded pipeline: the think format (the tiny tokenizer gets model.reasoning's "
+                                "delimiters, default <think> </think>, as tokens; arithmetic SFT answers carry "
+                                "worked steps inside them; RLVR rewards the answer part, plus rlvr.format_reward). "
+                                "Off: the default pipeline, unchanged.")
 
     def check(self) -> None:
+        from harness import reasoning
+
+        reasoning.check(self.reasoning, "model.reasoning")
+        if self.think and self.reasoning == {}:
+            raise HarnessError("config key model.think: true needs reasoning delimiters, and model.reasoning is {} "
+                               "(off); set model.reasoning: {start: '<think>', end: '</think>'} or leave it null")
         if self.hidden_size % self.heads:
             raise HarnessError(f"config key model.hidden_size: {self.hidden_size} is not a multiple of "
                                f"model.heads={self.heads}")
@@ -274,6 +290,8 @@ class RLVRConfig(Section):
     gradient_accumulation_steps: int = option(1, _GRAD_ACCUM, ge=1)
     gradient_checkpointing: bool = option(True, _GRAD_CKPT)
     lora: LoRAConfig = _lora("rlvr")
+    format_reward: float = option(0.0, "Added to the reward of a completion whose reasoning block closes (think "
+                                       "format, or model.reasoning set); 0: the verifier's reward alone.", ge=0)
     trl: dict = option({}, _TRL.format("GRPOConfig"))
 
     def check(self) -> None:
@@ -346,9 +364,29 @@ class EvalConfig(Section):
                                           "stage's run (None: off).")
     decontam: DecontamConfig = nested(DecontamConfig, "Decontamination report of the stages' own datasets against "
                                                       "the suite (README 'Decontamination').")
+    reasoning: dict | None = option(None, _REASONING.format("the evaluated checkpoint (None: model.reasoning in "
+                                                            "the pipeline)"))
+    budgets: list | None = option(None, "Thinking budgets in tokens, strictly increasing (e.g. [64, 256, 1024]): "
+                                        "the suite's generation tasks are evaluated once more at each, the "
+                                        "reasoning closed at N tokens and the answer forced (s1's budget forcing), "
+                                        "one eval run per budget, and the scaling curve (score vs mean tokens, one "
+                                        "line per checkpoint) is drawn; needs reasoning delimiters. None: off.")
+    usd_per_mtok: float = option(0.0, "Price of a million generated tokens (USD): the eval's cost per item "
+                                      "(reasoning and answer tokens) in the cost summary.", ge=0)
 
     def check(self) -> None:
+        from harness import reasoning
+
         check_device(self.device, "eval.device")
+        reasoning.check(self.reasoning, "eval.reasoning")
+        reasoning.check_budgets(self.budgets, "eval.budgets")
+        if self.budgets and self.reasoning == {}:
+            raise HarnessError("config key eval.budgets: thinking budgets need reasoning delimiters, and "
+                               "eval.reasoning is {} (off)")
+        if self.budgets and self.backend == "local-chat-completions":
+            raise HarnessError("config key eval.budgets: budget forcing continues the model's own raw text, which "
+                               "the local-chat-completions backend (chats) cannot send (valid: eval.backend hf or "
+                               "vllm, or eval.budgets null)")
         if self.during_training is not None:
             check_during_training(self.during_training, self.suite)
         if self.backend == "local-chat-completions" and not self.backend_args.get("base_url"):
@@ -430,18 +468,43 @@ class ArenaConfig(Section):
                                   "else cpu); vLLM picks its GPUs itself (CUDA_VISIBLE_DEVICES).")
     cache: bool = option(True, "Reuse cached answers and judgements (keyed by checkpoint hash, prompt and settings).")
     bootstrap: int = option(1000, "Bootstrap rounds for rating CIs (0: none; the intervals are then empty).", ge=0)
+    labels: str | None = option(None, "Human labels of arena pairs (JSONL / JSON / CSV / Parquet: prompt_id, model_a, "
+                                      "model_b, winner) for the judge's agreement with people (accuracy, Cohen's "
+                                      "kappa) and its self-preference; None: not measured.")
+    judge_family: str | None = option(None, "The judge's model family (e.g. llama); with arena.families it gives the "
+                                            "judge's self-preference statistics.")
+    families: dict[str, str] = option({}, "Model name → model family for the arena's models (those sharing "
+                                          "arena.judge_family are the judge's own); with arena.judge_family.")
+    reasoning: dict | None = option(None, _REASONING.format("every arena model's answers; the judges see the "
+                                                            "answer only (None: model.reasoning in the pipeline)"))
+    budget: int | None = option(None, "Thinking budget of arena answers in tokens (engine hf): the reasoning closed at "
+                                      "N tokens and the answer forced; None: arena.max_new_tokens for both.", ge=1)
     reward_model: RewardModelConfig = nested(RewardModelConfig, "The reward-model judge: its model, or how to train "
                                                                 "the tiny one, and its margins.")
     llm: LLMJudgeConfig = nested(LLMJudgeConfig, "The LLM judge: endpoint, model, key variable, limits and prices.")
 
     def check(self) -> None:
+        from harness import reasoning
+
         check_device(self.device, "arena.device")
+        reasoning.check(self.reasoning, "arena.reasoning")
+        if self.budget is not None and self.reasoning == {}:
+            raise HarnessError("config key arena.budget: a thinking budget needs reasoning delimiters, and "
+                               "arena.reasoning is {} (off)")
+        if self.budget is not None and self.engine != "hf":
+            raise HarnessError(f"config key arena.budget: budget forcing runs on arena.engine hf, not "
+                               f"{self.engine} (valid: null with engine {self.engine})")
         if self.engine_args and self.engine != "vllm":
             raise HarnessError(f"config key arena.engine_args: set for arena.engine={self.engine}, which takes none "
                                "(valid: {} unless arena.engine is vllm)")
         if self.enabled and self.judge == "llm" and not (self.llm.base_url and self.llm.model):
             raise HarnessError("config key arena.llm.base_url: the llm judge needs an endpoint: set arena.llm.base_url "
                                "and arena.llm.model (or --judge-base-url URL --judge-model NAME)")
+        if bool(self.judge_family) != bool(self.families):
+            given, other = ("arena.judge_family", "arena.families") if self.judge_family else \
+                ("arena.families", "arena.judge_family")
+            raise HarnessError(f"config key {given}: set without {other}; self-preference needs both the judge's "
+                               "family and the models' (e.g. judge_family: llama, families: {sft: llama})")
 
 
 STAGE_SECTIONS = ("pretrain", "sft", "dpo", "rlvr")

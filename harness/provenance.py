@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -35,7 +36,13 @@ def package_versions() -> dict[str, str]:
 
 
 def device() -> str:
-    """``cuda:<name>`` when a GPU is visible to torch, else ``cpu:<processor>``."""
+    """``cuda:<name>`` when a GPU is visible to torch, else ``cpu:<processor>x<torch threads>``; ``cpu:<processor>``
+    when torch is not loaded on a machine with no GPU driver (a command that read all it needed from a cache): no
+    thread count applies, and importing torch to ask would take seconds."""
+    from harness.models.load import default_device
+
+    if default_device() == "cpu" and "torch" not in sys.modules:
+        return f"cpu:{platform.machine()}"
     import torch
 
     if torch.cuda.is_available():

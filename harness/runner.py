@@ -6,6 +6,10 @@ an MLflow LoggedModel named after the stage, registered as a model version tagge
 arena runs nest under the same parent.
 Checkpoints are written to ``<results>/checkpoints/<run name>/<stage>`` through a temporary folder, so a failed
 stage leaves no half-written checkpoint; its MLflow run ends FAILED.
+Reasoning (`harness.reasoning`): ``model.reasoning`` applies to the evals and the arena unless ``eval.reasoning`` or
+``arena.reasoning`` says otherwise; ``model.think`` trains the think format (SFT adds the delimiters to the tokenizer
+and teaches worked steps inside them, RLVR rewards the answer part); ``eval.budgets`` adds one eval run per
+thinking budget and stage, and the scaling curve on the pipeline run (`harness.evals.budgets`).
 Under ``accelerate launch`` the main process runs all of this and the others only train each TRL stage with it
 (`_follow`, `harness.distributed`); pretraining, a plain torch loop, runs on the main process alone.
 """
@@ -48,6 +52,8 @@ class PipelineResult:
     stages: list[StageRecord] = field(default_factory=list)
     evals: dict = field(default_factory=dict)
     arena: object | None = None
+    curves: dict = field(default_factory=dict)  # stage → budget → SuiteResult (eval.budgets)
+    thinking: dict = field(default_factory=dict)  # stage → its eval's pooled thinking accounting (reasoning on)
 
 
 def _stage_cfg(cfg: Config, stage: str):
@@ -93,6 +99,30 @@ def _offline_defaults(cfg: Config, results: Path) -> None:
             os.environ.setdefault(key, "1")
 
 
+def training_delimiters(cfg: Config):
+    """The reasoning delimiters the training stages use: model.reasoning's, or the default pair for model.think;
+    None when neither is set (the default pipeline)."""
+    from harness import reasoning
+
+    found = reasoning.from_config(cfg.model.reasoning)
+    return found or (reasoning.Delimiters() if cfg.model.think else None)
+
+
+def _model_reasoning(cfg: Config) -> dict | None:
+    """model.reasoning as the evals and the arena inherit it: with model.think, the think format's delimiters (every
+    stage is measured with them, the base model too, which has not learnt them)."""
+    found = training_delimiters(cfg)
+    return cfg.model.reasoning if cfg.model.reasoning is not None or found is None else found.to_dict()
+
+
+def _with_reasoning(section, model_value):
+    """An eval or arena section whose unset ``reasoning`` (None) takes model.reasoning's."""
+    from dataclasses import replace
+
+    return section if section.reasoning is not None or model_value is None else replace(section,
+                                                                                       reasoning=model_value)
+
+
 def _train(stage: str, cfg: Config, init: str | None, out: Path):
     from harness.train import dpo, pretrain, rlvr, sft
 
@@ -100,8 +130,13 @@ def _train(stage: str, cfg: Config, init: str | None, out: Path):
     if stage == "base":
         return pretrain.run(cfg.pretrain, cfg.model, out, seed)
     module = {"sft": sft, "dpo": dpo, "rlvr": rlvr}[stage]
+    extra = {}
+    if stage == "sft" and cfg.model.think:
+        extra["think"] = training_delimiters(cfg)
+    if stage == "rlvr" and training_delimiters(cfg) is not None:
+        extra["reasoning"] = training_delimiters(cfg)
     with distributed.lockstep((stage, init)):  # the other processes, if any, train the stage with this one
-        return module.run(_stage_cfg(cfg, stage), init, out, seed, trust_remote_code=trc)
+        return module.run(_stage_cfg(cfg, stage), init, out, seed, trust_remote_code=trc, **extra)
 
 
 def _launch_params() -> dict[str, str]:
@@ -245,15 +280,26 @@ def run_pipeline(cfg: Config, *, resume: bool = False) -> PipelineResult:
                 record = _run_stage(stage, cfg, init, parent, ckpt_root, tags)
             out.stages.append(record)
             previous = record.checkpoint
+            eval_cfg = _with_reasoning(cfg.eval, _model_reasoning(cfg))
             if done and stage in done.evals:
                 out.evals[stage] = done.evals[stage]
             elif cfg.eval.enabled:
                 from harness.evals import evaluate
 
                 out.evals[stage] = evaluate(
-                    record.checkpoint, cfg.eval.suite, cfg=cfg.eval, results_dir=results, parent=parent, label=stage,
+                    record.checkpoint, cfg.eval.suite, cfg=eval_cfg, results_dir=results, parent=parent, label=stage,
                     experiment=cfg.run.experiment,
                 )
+            if cfg.eval.enabled and stage in out.evals:
+                from harness.evals.run import thinking_metrics
+
+                out.thinking[stage] = thinking_metrics(out.evals[stage], cfg.eval.usd_per_mtok)
+            if cfg.eval.enabled and cfg.eval.budgets:
+                from harness.evals.budgets import evaluate_budgets
+
+                out.curves[stage] = evaluate_budgets(
+                    record.checkpoint, cfg.eval.suite, budgets=cfg.eval.budgets, cfg=eval_cfg, results_dir=results,
+                    parent=parent, label=stage, experiment=cfg.run.experiment)
         if out.evals:
             from harness.evals import format_stage_skill_table, log_stage_skill_table, stage_skill_table
             from harness.evals.decontam import read_report
@@ -263,11 +309,18 @@ def run_pipeline(cfg: Config, *, resume: bool = False) -> PipelineResult:
             log_stage_skill_table(parent, out.evals, marks)
             table = format_stage_skill_table(stage_skill_table(out.evals), marks)
             console.info(f"\nScores by stage and skill (95% CI):\n{table}")
+        if out.curves:
+            from harness.evals.budgets import format_scaling, log_scaling, scaling_table
+
+            curve = scaling_table(out.curves)
+            log_scaling(parent, curve)
+            console.info(f"\nTest-time scaling by thinking budget (generation tasks; 95% CI):\n{format_scaling(curve)}")
         if cfg.arena.enabled and len(out.stages) >= 2:
             from harness.arena import pipeline_arena
 
             out.arena = pipeline_arena(
-                {s.stage: s.checkpoint for s in out.stages}, cfg=cfg.arena, results_dir=results, parent=parent,
+                {s.stage: s.checkpoint for s in out.stages}, cfg=_with_reasoning(cfg.arena, _model_reasoning(cfg)),
+                results_dir=results, parent=parent,
                 seed=cfg.run.seed,
             )
         totals = schema.COST_TOTALS
@@ -282,6 +335,22 @@ def run_pipeline(cfg: Config, *, resume: bool = False) -> PipelineResult:
     return out
 
 
+def _thinking_summary(thinking: dict) -> str:
+    """The evals' thinking cost per stage (generated tokens per item, of which reasoning, unterminated share, USD
+    per item at eval.usd_per_mtok); empty when no eval had reasoning."""
+    from harness.evals.result import ci
+    from harness.report.tables import estimate, number, render
+    from harness.tracking.schema import reasoning_metric as m
+
+    rows = [[stage, estimate(s[m("tokens_mean")], *ci(s[m("tokens_mean")], s.get(m("tokens_stderr"), 0.0), False), 1),
+             number(s[m("reasoning_tokens_mean")], 1), number(s[m("unterminated_rate")]),
+             number(s[m("usd_per_item")], 6)] for stage, s in thinking.items() if m("tokens_mean") in s]
+    if not rows:
+        return ""
+    return "eval thinking per item (95% CI):\n" + render(
+        rows, ["stage", "tokens/item", "reasoning tokens", "unterminated", "usd/item"]) + "\n"
+
+
 def summary(result: PipelineResult) -> str:
     """The end-of-run table (stage, checkpoint, tokens, seconds, cost, run id) and how to open the MLflow UI."""
     from harness.report.tables import render
@@ -292,8 +361,9 @@ def summary(result: PipelineResult) -> str:
     stages = result.stages
     total = (f"total: {sum(s.tokens for s in stages)} tokens, {sum(s.seconds for s in stages):.1f} s, "
              f"${sum(s.cost_usd for s in stages):.5f}")
+    thinking = _thinking_summary(result.thinking)
     return (
-        f"{table}\n{total}\n"
+        f"{table}\n{total}\n{thinking}"
         f"parent run: {result.run_id}\n"
         f"open the MLflow UI: mlflow ui --backend-store-uri {result.tracking_uri}\n"
         f"  then {store.ui_url(result.experiment_id)}"

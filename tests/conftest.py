@@ -4,6 +4,8 @@ built once, and a headless Chromium tab for the browser tests."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -34,14 +36,31 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     return out
 
 
-@pytest.fixture(scope="session")
-def quick_pipeline(tmp_path_factory) -> Path:
-    """The results folder of one `harness run --quick` (checkpoints, evals, arena, MLflow store), shared by tests."""
-    from harness.cli import main
+def harness_process(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    """`python -m harness.cli ARGS` as a real process (its own descriptors; stdout and stderr as pipes), offline,
+    with no tracking URI from the environment (it uses its results folder's store)."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True,
+                          check=False, cwd=cwd, env=env, timeout=timeout)
 
-    results = tmp_path_factory.mktemp("pipeline")
-    assert main(["run", "--quick", "--results", str(results), "--set", "arena.bootstrap=100"]) == 0
-    return results
+
+@pytest.fixture(scope="session")
+def quick_process(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """One `harness run --quick` as a real process, started in a folder that is not a git checkout: its results
+    folder (checkpoints, evals, arena, MLflow store) and the finished process (its terminal), shared by the tests
+    that read a pipeline's record and by those of its terminal (tests/test_console.py)."""
+    where = tmp_path_factory.mktemp("pipeline")
+    done = harness_process("run", "--quick", "--results", str(where / "results"), "--set", "arena.bootstrap=100",
+                           cwd=where)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return where / "results", done
+
+
+@pytest.fixture(scope="session")
+def quick_pipeline(quick_process) -> Path:
+    """The results folder of the shared `harness run --quick`."""
+    return quick_process[0]
 
 
 @pytest.fixture()
@@ -160,7 +179,7 @@ def store_pipeline(store_env, tmp_path_factory):
 # Under pytest-xdist (`pytest -n 2`), a test file runs whole on one worker (its module fixtures are built once), and
 # the files that share an expensive session fixture run on one worker together, so that it is built once too: the
 # quick pipeline, and the small pipeline in each store with the team server.
-_SHARED = {"quick_pipeline": "quick-pipeline", "store_pipeline": "stores"}
+_SHARED = {"quick_process": "quick-pipeline", "store_pipeline": "stores"}  # quick_pipeline is quick_process's
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the marks into the test ids

@@ -1,19 +1,19 @@
 """A quiet terminal: one progress line per phase, and the libraries' own output in a log file (shown with --verbose).
 
-The end-to-end checks run `harness run --quick` once as a real process, its stdout and stderr captured as pipes,
-then `harness --verbose eval` on its base checkpoint.
+The end-to-end checks read the terminal of the session's `harness run --quick` (tests/conftest.py `quick_process`:
+a real process, its stdout and stderr captured as pipes), then run `harness --verbose eval` on its base checkpoint.
 """
 
 from __future__ import annotations
 
 import io
 import logging
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import harness_process
 
 from harness import capture, console
 
@@ -138,30 +138,14 @@ def test_a_crash_is_one_line_naming_the_log_that_holds_the_traceback(tmp_path):
     assert log.parent == tmp_path / "logs" and "Traceback" in log.read_text() and "boom" in log.read_text()
 
 
-def _harness(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True,
-                          check=False, cwd=cwd, env=env, timeout=600)
-
-
 def _lines(text: str) -> list[str]:
     """Terminal lines: a line rewritten with carriage returns counts once."""
     return text.split("\n")[:-1] if text.endswith("\n") else text.split("\n") if text else []
 
 
-@pytest.fixture(scope="module")
-def quiet_run(tmp_path_factory):
-    """`harness run --quick` as a real process (its own descriptors), in a folder that is not a git checkout."""
-    where = tmp_path_factory.mktemp("quiet")
-    done = _harness("run", "--quick", "--results", str(where / "results"), "--set", "arena.bootstrap=100", cwd=where)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return where / "results", done
-
-
 @pytest.mark.slow
-def test_run_quick_prints_a_short_terminal_and_logs_the_libraries(quiet_run):
-    results, done = quiet_run
+def test_run_quick_prints_a_short_terminal_and_logs_the_libraries(quick_process):
+    results, done = quick_process
     terminal = done.stdout + done.stderr
     assert len(_lines(done.stdout)) + len(_lines(done.stderr)) <= MAX_LINES, terminal
     for noise in LIBRARY_NOISE:
@@ -179,10 +163,10 @@ def test_run_quick_prints_a_short_terminal_and_logs_the_libraries(quiet_run):
 
 
 @pytest.mark.slow
-def test_verbose_shows_library_output_on_the_terminal(quiet_run, tmp_path):
-    results, _ = quiet_run
+def test_verbose_shows_library_output_on_the_terminal(quick_process, tmp_path):
+    results, _ = quick_process
     base = results / "checkpoints" / "embedded" / "base"
-    done = _harness("--verbose", "eval", "--model", str(base), "--suite", "tiny", "--results", str(tmp_path),
+    done = harness_process("--verbose", "eval", "--model", str(base), "--suite", "tiny", "--results", str(tmp_path),
                     cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Overwriting default num_fewshot" in done.stderr and "it/s" in done.stderr

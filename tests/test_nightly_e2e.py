@@ -79,7 +79,7 @@ def _report_rows(stdout: str) -> dict[str, list[str]]:
     rows = {}
     for line in stdout.splitlines():
         cells = [c.strip() for c in line.strip("|").split("|")]
-        if len(cells) == 11 and cells[1].startswith("tiny_"):
+        if len(cells) == 13 and cells[1].startswith("tiny_"):
             rows[cells[1]] = cells
     return rows
 
@@ -169,7 +169,13 @@ def test_promote_needs_a_registered_candidate(results, tmp_path, ckpt, capsys):
 def test_last_pass_baseline_reuses_the_passing_nightly_scores(results, ckpt, twin, capsys):
     assert _nightly(results, "--candidate", ckpt("sft"), "--baseline", twin) == 0
     passed = _nightlies(results).iloc[0]
-    assert _nightly(results, "--candidate", ckpt("sft"), "--baseline", "last-pass") == 0
+    capsys.readouterr()
+    # the last pass's own candidate again: the same content hash, refused before any eval
+    assert _nightly(results, "--candidate", ckpt("sft"), "--baseline", "last-pass") == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "are the same checkpoint" in err and "have the same content hash" in err
+    assert _nightlies(results).iloc[0]["run_id"] == passed["run_id"]  # no nightly run opened
+    assert _nightly(results, "--candidate", twin, "--baseline", "last-pass") == 0
     assert "last pass (" in capsys.readouterr().out
     latest = _nightlies(results).iloc[0]
     assert latest["params.baseline_eval_run"] == passed["tags.harness.candidate_eval_run"]
@@ -220,7 +226,7 @@ def test_a_new_suite_version_cannot_be_compared_with_the_last_pass(results, ckpt
     assert _nightly(results, "--candidate", ckpt("sft"), "--baseline", twin) == 0  # a pass of tiny as it is
     capsys.readouterr()
     code = main(["nightly", "--suite", str(tmp_path / "tiny.yaml"), "--results", str(results), *LIMIT,
-                 "--candidate", ckpt("sft"), "--baseline", "last-pass"])
+                 "--candidate", twin, "--baseline", "last-pass"])
     out = capsys.readouterr().out
     assert code == 2, out
     assert "# Nightly tiny: CANNOT COMPARE" in out
@@ -250,3 +256,61 @@ def test_config_file_sets_the_correction_and_minimum_effects(results, ckpt, twin
     assert main(["nightly", "--config", str(bad), "--candidate", ckpt("base")]) == 2
     err = capsys.readouterr().err
     assert "unknown config key 'corection'" in err and "correction" in err
+
+
+def test_a_checkpoint_against_the_alias_registered_from_it_is_refused(results, ckpt, no_model_work, capsys):
+    """The folder the pipeline trained and registered, against an alias of that version: one checkpoint (the
+    LoggedModel's content hash), so the nightly is refused before any eval, and --promote could not promote it."""
+    store.set_alias(store.tracking_uri(results), MODEL, "same", _version(results, "sft"))
+    before = len(_nightlies(results))
+    assert _nightly(results, "--candidate", ckpt("sft"), "--baseline", "same") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith(f"harness: error: candidate '{ckpt('sft')}' and baseline 'same' "
+                                                   "are the same checkpoint")
+    assert "have the same content hash" in err and "--aa for an A/A check" in err
+    assert len(_nightlies(results)) == before
+
+
+def test_aa_re_evaluates_the_baseline_finds_no_drift_and_names_the_fingerprint_change(results, ckpt, tmp_path,
+                                                                                      capsys):
+    """--aa on one task of the pipeline's eval cache: the baseline's recorded scores are the cache entry, which says
+    (tampered here) that another machine computed them; the fresh eval on this CPU gives the same per-item scores."""
+    import json
+
+    from harness.models.load import content_hash
+
+    (tmp_path / "one.yaml").write_text(f"task_paths: [{SUITES / 'tiny'}]\nlm_eval_tasks: false\n"
+                                       "defaults: {num_fewshot: 0, apply_chat_template: true}\n"
+                                       "skills:\n  knowledge:\n    - {task: tiny_knowledge_mc, metric: 'acc,none'}\n")
+    digest = content_hash(ckpt("sft"))
+    (entry,) = [f for f in (results / "eval_cache").glob("*.json") if (key := json.loads(f.read_text())["key"])
+                ["task"] == "tiny_knowledge_mc" and key["model"] == digest and key["settings"]["limit"] == 40]
+    data = json.loads(entry.read_text())
+    here, elsewhere = data["fingerprint"]["hardware"], "8 x NVIDIA H100 80GB HBM3"
+    entry.write_text(json.dumps({**data, "fingerprint": {**data["fingerprint"], "hardware": elsewhere}}))
+    code = main(["nightly", "--suite", str(tmp_path / "one.yaml"), "--results", str(results), *LIMIT, "--aa",
+                 "--baseline", ckpt("sft")])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert out.startswith("# Nightly one: A/A PASS: no drift")
+    assert f"- warning: the two sides were computed differently (reproducibility fingerprint): hardware: {here} " \
+           f"(candidate) vs {elsewhere} (baseline)" in out
+    assert "## Infrastructure drift" in out and "- none: every metric held" in out
+    nightly = _nightlies(results).iloc[0]
+    assert (nightly[schema.column("aa")], nightly[schema.column("drift")]) == ("true", "false")
+    assert nightly["metrics.nightly/drift"] == 0 and nightly["metrics.nightly/drifted_metrics"] == 0
+    key = "knowledge/tiny_knowledge_mc/acc/none"
+    assert nightly[f"metrics.discordant/{key}"] == 0 and nightly[f"metrics.delta/{key}"] == 0
+    assert 0 < nightly[f"metrics.mde/{key}"] < 1 and nightly[f"metrics.discordant_ci_high/{key}"] > 0
+    runs = store.search_runs(store.tracking_uri(results), "harness")
+    evals = runs[runs["tags.mlflow.parentRunId"] == nightly["run_id"]].set_index("run_id")
+    fresh, recorded = evals.loc[nightly[schema.column("candidate_eval_run")]], \
+        evals.loc[nightly[schema.column("baseline_eval_run")]]
+    assert recorded[schema.column("cached_tasks")] == "tiny_knowledge_mc"  # as recorded
+    assert pd.isna(fresh[schema.column("cached_tasks")]) or not fresh[schema.column("cached_tasks")]  # computed
+    # every eval run carries its fingerprint: where its scores were computed, not where they were read
+    assert fresh[f"tags.{schema.fingerprint_tag('hardware')}"] == here
+    assert recorded[f"tags.{schema.fingerprint_tag('hardware')}"] == elsewhere
+    for name in schema.FINGERPRINT_FIELDS:
+        assert fresh[f"tags.{schema.fingerprint_tag(name)}"], name
+    assert json.loads(entry.read_text())["fingerprint"]["hardware"] == here  # the fresh output replaced the entry

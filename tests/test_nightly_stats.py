@@ -54,7 +54,7 @@ def _nightlies(trials: int, flip_rates, drop: float = 0.0, min_effect: float = 0
         scores.append((rng.random((trials, n)) < p_cand, rng.random((trials, n)) < p))
     return [
         compare_suite([PairedScores(f"task{j}", "acc", cand[t], base[t], min_effect=min_effect)
-                       for j, (cand, base) in enumerate(scores)], seed=t)
+                       for j, (cand, base) in enumerate(scores)], seed=t, power=None)  # verdicts only
         for t in range(trials)
     ]
 

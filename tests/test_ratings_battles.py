@@ -122,3 +122,24 @@ def test_bad_files(tmp_path, capsys):
         assert expected[name] in err and str(path) in err
     assert main(["rate", str(tmp_path / "nope.jsonl")]) == 2
     assert "no such battle file" in capsys.readouterr().err
+
+
+def test_categorical_columns_aggregate_in_one_pass_to_the_same_counts(capsys):
+    frame = pd.DataFrame(ROWS)
+    cat = frame.astype({c: "category" for c in ("model_a", "model_b", "winner")})
+    cat["model_a"] = cat["model_a"].cat.add_categories(["unused"])  # never battles: not a model
+    cat["winner"] = cat["winner"].cat.add_categories(["bogus"])  # never used: not an error
+    plain, fast = aggregate(frame), aggregate(cat)
+    assert fast.models == plain.models == ["m1", "m2", "m3"]
+    for field in ("i", "j", "wins_i", "ties", "wins_j"):
+        assert np.array_equal(getattr(fast, field), getattr(plain, field))
+    bad = cat.copy()
+    bad.loc[3, "winner"] = "bogus"  # used now: the general path names the row
+    with pytest.raises(HarnessError, match="row 4: column winner has unknown label 'bogus'"):
+        aggregate(bad)
+    selfie = cat.copy()
+    selfie["model_b"] = selfie["model_b"].cat.add_categories(["m9"])
+    selfie["model_a"] = selfie["model_a"].cat.add_categories(["m9"])
+    selfie.loc[5, ["model_a", "model_b"]] = "m9"
+    with pytest.raises(HarnessError, match="row 6: model 'm9' battles itself"):
+        aggregate(selfie)

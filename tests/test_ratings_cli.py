@@ -110,7 +110,9 @@ def test_winrate_mlflow(tmp_path, monkeypatch, capsys):
     diff = tmp_path / "difficulty.csv"
     shutil.copy(DATA / "alpaca_eval" / "instruction_difficulty.csv", diff)
     results = tmp_path / "results"
-    assert main(["winrate", str(path), "--difficulty", str(diff), "--mlflow", "--results", str(results)]) == 0
+    base = DATA / "alpaca_eval" / "model_outputs" / "gpt4_1106_preview.json"
+    assert main(["winrate", str(path), "--difficulty", str(diff), "--baseline-outputs", str(base), "--mlflow",
+                 "--results", str(results)]) == 0
     capsys.readouterr()
     from harness.tracking import store
 

@@ -45,10 +45,16 @@ def test_model_totals_and_average_win_rate():
 def test_leaderboard_columns_order_and_attrs():
     frame = simulate_battles(np.linspace(800, 1200, 6), 4000, seed=0, tie_rate=0.2)
     board = leaderboard(frame, rounds=200, seed=1, level=0.9)
-    assert list(board.columns[:6]) == ["rank", "model", "rating", "ci_low", "ci_high", "battles"]
+    assert list(board.columns[:9]) == ["rank", "model", "rating", "ci_low", "ci_high", "se", "rank_ci_low",
+                                       "rank_ci_high", "battles"]
     assert board["rating"].is_monotonic_decreasing and board["rank"].is_monotonic_increasing
     assert np.allclose(board.set_index("model")["rating"], fit_bt(frame)[board["model"]])
     assert board.attrs["level"] == 0.9 and board.attrs["rounds"] == 200 and board.attrs["seed"] == 1
     assert board["battles"].sum() == 2 * 4000
+    assert board["rank_ci_low"].tolist() == board["rank_ci_high"].tolist() == [1, 2, 3, 4, 5, 6]  # 80 points apart
+    assert board.attrs["se_cluster"] == "none" and board.attrs["se_clusters"] == 4000
     no_boot = leaderboard(frame, rounds=0)
     assert no_boot["ci_low"].isna().all() and no_boot["rank"].tolist() == [1, 2, 3, 4, 5, 6]
+    assert np.allclose(no_boot["se"], board["se"]) and (no_boot["se"] > 0).all()
+    assert no_boot.attrs["rank_ci_method"] == "ranks allowed by the sandwich Wald intervals"
+

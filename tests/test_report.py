@@ -187,6 +187,9 @@ def _figure_calls() -> dict:
         "skill_comparison_figure": lambda: figures.skill_comparison_figure(board, "overall"),
         "stage_progression_figure": lambda: figures.stage_progression_figure(long, ["base", "sft"]),
         "cost_figure": lambda: figures.cost_figure(pd.DataFrame({"stage": ["base"], "usd": [0.1], "seconds": [9.0]})),
+        "scaling_figure": lambda: figures.scaling_figure(pd.DataFrame(
+            {"label": ["sft", "sft"], "budget": [4, 8], "value": [0.3, 0.6], "ci_low": [0.2, 0.5], "ci_high": [0.4, 0.7],
+             "tokens_mean": [5.0, 9.0], "tokens_ci_low": [4.5, 8.5], "tokens_ci_high": [5.5, 9.5]})),
         "delta_figure": lambda: figures.delta_figure(compare_suite([PairedScores("t", "m", scores, scores)])),
         "trend_figure": lambda: figures.trend_figure(trend),
         "ratings_figure": lambda: figures.ratings_figure(ratings),

@@ -11,6 +11,12 @@ arguments too, except for hf, whose key is the one answers had before engines ex
 ``<cache>/<checkpoint hash>/<settings hash>.jsonl`` per model and settings, appended after every batch, so answers
 already generated survive a later failure and a re-run loads no model at all. The batch size is not part of the
 key: with greedy decoding it changes nothing but speed.
+
+A reasoning model (``arena.reasoning``, else its chat template's pair: `harness.reasoning`) has each answer split:
+``answer`` is what the judges see, ``reasoning`` and ``raw_response`` what it thought and wrote, with
+``reasoning_tokens`` and ``answer_tokens`` counted by its tokenizer and ``terminated`` (did the block close); with
+``arena.budget`` the reasoning is forced closed at that many tokens (`harness.arena.engines`). Both settings are in
+the cache key only when set, so that answers cached without them stay valid.
 """
 
 from __future__ import annotations
@@ -37,13 +43,24 @@ class GenerationSettings:
     seed: int = 0
     engine: str = "hf"  # harness.config.ArenaEngine
     engine_args: dict = field(default_factory=dict, hash=False)  # vllm.LLM arguments (engine vllm)
+    reasoning: dict | None = field(default=None, hash=False)  # the delimiters (harness.reasoning), as config
+    budget: int | None = None  # thinking budget in tokens (engine hf)
+
+    def delimiters(self):
+        """The `harness.reasoning.Delimiters` of these settings, or None."""
+        from harness import reasoning
+
+        return reasoning.from_config(self.reasoning)
 
     def key(self) -> str:
         """Short hash of the settings (the cache file name); for the hf engine the same as before engines existed,
-        so that cached answers stay valid."""
+        and without reasoning the same as before reasoning existed, so that cached answers stay valid."""
         fields = asdict(self)
         if self.engine == "hf":
             del fields["engine"], fields["engine_args"]
+        for name in ("reasoning", "budget"):
+            if not fields[name]:
+                del fields[name]
         text = json.dumps({**fields, "chat_template": True}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -99,10 +116,12 @@ def generate(
     from harness import console
     from harness.models.load import content_hash
 
+    base = settings
     out: list[dict[str, Any]] = []
     with console.progress("arena answers", len(models) * len(prompts), "answers") as bar:
         for name, spec in models.items():
             ckpt = (hashes or {}).get(name) or content_hash(spec)
+            settings = _with_delimiters(base, spec)
             path = _cache_file(Path(cache_dir), ckpt, settings) if cache_dir else None
             cached = _read_cache(path) if path else {}
             todo = [p for p in prompts if cached.get(p["id"], {}).get("prompt_hash") != prompt_hash(p)]
@@ -112,7 +131,7 @@ def generate(
                 engine = engines.load(spec, settings, trust_remote_code=trust_remote_code, device=device)
                 for batch in [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]:
                     start = time.perf_counter()
-                    recs = engine.answer([conversation(p) for p in batch], settings)
+                    recs = _split(engine.answer([conversation(p) for p in batch], settings), settings, engine)
                     per = (time.perf_counter() - start) / len(batch)
                     lines = []
                     for p, rec in zip(batch, recs):
@@ -131,4 +150,48 @@ def generate(
                 out.append({"model": name, **(rec or cached[p["id"]]), "cached": rec is None})
         if any(r["cached"] for r in out):
             bar.set(cached=sum(r["cached"] for r in out))
+    return out
+
+
+def _with_delimiters(settings: GenerationSettings, spec: str) -> GenerationSettings:
+    """The settings for one model: its delimiters from the settings, else from its chat template; a budget without
+    any delimiters is a one-line error."""
+    from dataclasses import replace
+
+    from harness import reasoning
+    from harness.errors import HarnessError
+    from harness.models.load import resolve
+
+    try:
+        folder = resolve(spec)
+    except Exception:  # noqa: BLE001 - a hub id not here: the engine reports it when it loads
+        folder = None
+    found = reasoning.resolve(settings.reasoning, folder, where="arena.reasoning")
+    if settings.budget is not None and found is None:
+        raise HarnessError(f"config key arena.budget: model {spec!r} has no reasoning delimiters (set "
+                           "arena.reasoning: {start: '<think>', end: '</think>'})")
+    return replace(settings, reasoning=found.to_dict() if found else None)
+
+
+def _split(records: list[dict[str, Any]], settings: GenerationSettings, engine) -> list[dict[str, Any]]:
+    """Each answer record taken apart into reasoning and answer (`harness.reasoning.record`) when the model reasons;
+    ``answer_tokens`` stays every token generated, ``answer_only_tokens`` counts the answer part."""
+    from harness import reasoning
+
+    delimiters = settings.delimiters()
+    if delimiters is None:
+        return records
+
+    def count(text: str) -> int:
+        return len(engine.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    opened = reasoning.opened_by(engine.tokenizer, delimiters)
+    out = []
+    for rec in records:
+        note = reasoning.record(rec["answer"], delimiters, count, opened=opened, forced_at=bool(rec.get("forced")))
+        out.append({**rec, "answer": note["answer"], "answer_chars": len(note["answer"]),
+                    "reasoning": note["reasoning"], "raw_response": note["raw_response"],
+                    "reasoning_tokens": rec.get("reasoning_tokens", note["reasoning_tokens"]),
+                    "answer_only_tokens": note["answer_tokens"],
+                    "terminated": note["terminated"], "forced": note["forced"]})
     return out

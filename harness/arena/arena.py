@@ -9,8 +9,11 @@ One MLflow run per arena (tag ``harness.kind=arena``, nested under the pipeline'
 the resolved arena config and model hashes as params, the raw battles (``arena/battles.jsonl``, Chatbot Arena format
 plus the two verdicts), every judgement with its tokens and cost (``arena/judgements.jsonl``), the failed ones
 (``arena/failures.jsonl``), the answers (``arena/answers.jsonl``), the leaderboard and matrices, the ratings as
-metrics (``rating/<model>``, ``ci_low/<model>``, ``win_rate_vs_baseline/<model>``, …) and the figures. Battles are
-logged before the ratings are fitted, so they survive a fit that fails.
+metrics (``rating/<model>``, ``ci_low/<model>``, ``win_rate_vs_baseline/<model>``, …) and the figures, and the
+judge's reliability (`harness.ratings.reliability`: ``reliability/<stat>`` with its CI, from the battles, the
+declared families and the labels file) beside the judge's fingerprint (params ``judge.kind``, ``judge.model``,
+``judge.prompt_version``, ``judge.temperature``). Battles are logged before the ratings are fitted, so they survive a
+fit that fails.
 """
 
 from __future__ import annotations
@@ -48,6 +51,8 @@ class ArenaResult:
         win_prob: predicted win probability, row model over column model.
         stats: judging and generation totals (also logged as metrics).
         judge, baseline, run_id: the judge's identity, the baseline model, the MLflow run.
+        reliability: the judge's reliability report (also on ``leaderboard.attrs["reliability"]``, so that a summary
+            built from the leaderboard carries it).
     """
 
     battles: pd.DataFrame
@@ -59,6 +64,7 @@ class ArenaResult:
     judge: str = ""
     baseline: str | None = None
     run_id: str | None = None
+    reliability: Any = None  # the judge's `harness.ratings.reliability.Reliability`
 
 
 def _cache_root(results_dir: Path, cfg: ArenaConfig) -> Path | None:
@@ -77,12 +83,14 @@ def _report_failures(failures: pd.DataFrame, total: int) -> None:
 def _params(models: dict[str, str], hashes: dict[str, str], cfg: ArenaConfig, judge, prompts: list[dict],
             settings, pairs) -> dict[str, Any]:
     from harness.arena.prompts import prompt_hash
+    from harness.arena.verdicts import fingerprint
 
     digest = hashlib.sha256("".join(p["id"] + prompt_hash(p) for p in prompts).encode()).hexdigest()[:16]
     params = {
         **store.flatten(asdict(cfg), "arena."),
         "judge": judge.identity,
         "judge_version": judge.version,
+        **{schema.judge_param(k): v for k, v in fingerprint(judge).items()},
         "prompts.n": len(prompts),
         "prompts.digest": digest,
         "pairs": len(pairs),
@@ -96,9 +104,9 @@ def _params(models: dict[str, str], hashes: dict[str, str], cfg: ArenaConfig, ju
     return params
 
 
-def _inputs(models: dict[str, str], cfg: ArenaConfig) -> tuple[list[dict], list[tuple[str, str]], dict[str, str]]:
-    """Check the cheap inputs before any model or judge loads: the engine, prompts, pairs, model paths (→ content
-    hashes)."""
+def _inputs(models: dict[str, str], cfg: ArenaConfig) -> tuple:
+    """Check the cheap inputs before any model or judge loads: the engine, prompts, pairs, the families and the
+    labels file, model paths (→ content hashes). Returns (prompts, pairs, hashes, labels or None)."""
     from harness.arena.battles import schedule
     from harness.arena.prompts import read_prompts
     from harness.evals.checks import engine_installed
@@ -108,8 +116,32 @@ def _inputs(models: dict[str, str], cfg: ArenaConfig) -> tuple[list[dict], list[
 
     prompts = read_prompts(cfg.prompt_file, cfg.prompts)
     pairs = schedule(list(models), cfg.mode, cfg.baseline)
+    unknown = sorted(set(cfg.families) - set(models))
+    if unknown:
+        raise HarnessError(f"config key arena.families: {', '.join(map(repr, unknown))} is not a model of this arena "
+                           f"(models: {', '.join(models)})")
+    labels = _labels(cfg.labels, prompts, pairs)
     hashes = {name: content_hash(spec) for name, spec in models.items()}  # a missing model fails here
-    return prompts, pairs, hashes
+    return prompts, pairs, hashes, labels
+
+
+def _labels(path: str | None, prompts: list[dict], pairs: list[tuple[str, str]]):
+    """The human labels file read and checked, or None; a file none of whose labels names a scheduled pair on one of
+    these prompts is refused (it would measure nothing)."""
+    if not path:
+        return None
+    from harness.ratings.reliability import read_labels
+
+    labels = read_labels(path)
+    ids = {str(p["id"]) for p in prompts}
+    scheduled = {frozenset(p) for p in pairs}
+    hits = sum(p in ids and frozenset((a, b)) in scheduled for p, a, b in
+               zip(labels["prompt_id"], labels["model_a"], labels["model_b"]))
+    if not hits:
+        raise HarnessError(f"{path}: none of its {len(labels)} labels names a pair of this arena on its prompts "
+                           f"(matched by prompt_id and model_a / model_b; pairs: "
+                           f"{', '.join(f'{a}-{b}' for a, b in pairs)}; config key arena.labels)")
+    return labels
 
 
 def _arena(
@@ -117,7 +149,7 @@ def _arena(
     models: dict[str, str],
     cfg: ArenaConfig,
     judge,
-    inputs: tuple[list[dict], list[tuple[str, str]], dict[str, str]],
+    inputs: tuple,
     results_dir: Path,
     seed: int,
     out: TextIO,
@@ -130,9 +162,9 @@ def _arena(
     from harness.report.figures import arena_figures
     from harness.ratings.report import log_ratings
 
-    prompts, pairs, hashes = inputs
+    prompts, pairs, hashes, labels = inputs
     settings = GenerationSettings(cfg.max_new_tokens, cfg.temperature, cfg.top_p, seed, cfg.engine,
-                                  dict(cfg.engine_args))
+                                  dict(cfg.engine_args), cfg.reasoning, cfg.budget)
     run.log_params(_params(models, hashes, cfg, judge, prompts, settings, pairs))
     run.write(schema.ARENA_CONFIG, asdict(cfg))
     cache = _cache_root(results_dir, cfg)
@@ -151,6 +183,7 @@ def _arena(
         "generation/seconds": gen_seconds,
         "generation/answers_per_s": float(len(made) / made["seconds"].sum()) if len(made) else float("nan"),
         "generation/mean_answer_tokens": float(answers_frame["answer_tokens"].mean()),
+        **_thinking(answers_frame),
     }
 
     judged = judge_battles(judge, prompts, answers, pairs, cache_dir=cache / "judgements" if cache else None)
@@ -177,14 +210,61 @@ def _arena(
                 figures=arena_figures(board, ratings.win_prob, judge.identity), prefix=schema.ARENA)
     n_failed = int(judged.stats["battles_failed"])
     level = board.attrs.get("level", 0.95)
+    reliability = _reliability(run, judged.battles, cfg, labels, seed)
+    board.attrs["reliability"] = reliability
     print(f"\nArena: {len(prompts)} prompts, {len(models)} models, judge {judge.identity}, {len(judged.battles)} "
           f"battles ({n_failed} left out for failed judgements), positions swapped; Bradley-Terry ratings with "
           f"{level:.0%} bootstrap CIs ({cfg.bootstrap} rounds)"
           + (f"; baseline {cfg.baseline}" if cfg.baseline else "") + f"\n{format_leaderboard(board)}", file=out)
+    print(format_reliability(reliability, judge), file=out)
     return ArenaResult(
         battles=judged.battles, leaderboard=board, failures=judged.failures, answers=answers_frame,
         win_prob=ratings.win_prob, stats=stats, judge=judge.identity, baseline=cfg.baseline, run_id=run.run_id,
+        reliability=reliability,
     )
+
+
+def _thinking(answers: pd.DataFrame) -> dict[str, float]:
+    """Per arena model whose answers carry reasoning (`harness.arena.answers`): its thinking accounting
+    (``reasoning/<model>/<stat>``: tokens with their stderr and percentiles, unterminated and forced shares)."""
+    from harness import reasoning
+
+    if "reasoning_tokens" not in answers:
+        return {}
+    out: dict[str, float] = {}
+    for model, rows in answers[answers["reasoning_tokens"].notna()].groupby("model", sort=False):
+        table = rows.rename(columns={"answer_tokens": "generated", "answer_only_tokens": "answer_tokens"})
+        stats = reasoning.sample_metrics(table.assign(terminated=table["terminated"].astype(bool)))
+        out.update({schema.reasoning_metric(stat, model): v for stat, v in stats.items() if v == v})
+    return out
+
+
+def _reliability(run: store.Run, battles: pd.DataFrame, cfg: ArenaConfig, labels, seed: int):
+    """The judge's reliability from the battles, logged as metrics on the arena run."""
+    from harness.ratings.reliability import arena_reliability
+
+    report = arena_reliability(battles, judge_family=cfg.judge_family, families=cfg.families, labels=labels,
+                               rounds=cfg.bootstrap, seed=seed)
+    run.log_metrics(report.metrics())
+    for note in report.notes:
+        console.warn(f"judge reliability: {note}")
+    return report
+
+
+def format_reliability(report, judge) -> str:
+    """The terminal block: a line with the judge's fingerprint, one row per statistic, a line on what was not
+    measured and why."""
+    from harness.arena.verdicts import fingerprint
+    from harness.report.tables import render
+
+    fp = fingerprint(judge)
+    what = fp["kind"] if fp["model"] == fp["kind"] else f"{fp['kind']} {fp['model']}"
+    head = (f"\nJudge reliability ({what}, prompt version {fp['prompt_version']}, temperature "
+            f"{fp['temperature']}; {report.level:.0%} CIs clustered by prompt)")
+    missing = report.missing_text()
+    table = render(report.display(), {"statistic": "statistic", "estimate": f"estimate [{report.level:.0%} CI]",
+                                      "n": "n"}, align={"estimate": "right"})
+    return f"{head}\n{table}" + (f"\n{missing}" if missing else "")
 
 
 def run_arena(

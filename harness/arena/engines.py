@@ -13,6 +13,10 @@ defaults: ``dtype=float32`` (as the hf engine loads weights; ``bfloat16`` on GPU
 without a GPU, ``enforce_eager=True`` and the in-process ``uni`` executor (vLLM's CPU build compiles graphs
 otherwise, minutes on a small machine). ``tensor_parallel_size``, ``gpu_memory_utilization`` and ``max_model_len``
 go through ``arena.engine_args`` unchanged.
+
+Budget forcing (``arena.budget``, engine hf; `harness.reasoning`): the reasoning is generated for at most that many
+tokens, stopping at the end delimiter; the end delimiter and the answer lead-in are appended to it and the answer
+is generated from there with ``arena.max_new_tokens``, the one answer record covering both rounds.
 """
 
 from __future__ import annotations
@@ -49,8 +53,31 @@ def _prompts(tokenizer, chats: list[list[dict]]) -> list[str]:
     return [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in chats]
 
 
+def _generate(model, tokenizer, prompts: list[str], settings: GenerationSettings, max_new_tokens: int,
+              stop: str | None = None) -> list[dict[str, Any]]:
+    """One transformers `generate` call over rendered prompts (left-padded), stopping at `stop` if given."""
+    import torch
+
+    tokenizer.padding_side = "left"
+    enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+    sample = settings.temperature > 0
+    kwargs = dict(do_sample=sample, temperature=settings.temperature, top_p=settings.top_p) if sample else {}
+    if stop:
+        kwargs.update(stop_strings=[stop], tokenizer=tokenizer)
+    torch.manual_seed(settings.seed)
+    with torch.no_grad():
+        out = model.generate(
+            **enc, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id, **kwargs,
+        )
+    new = out[:, enc["input_ids"].shape[1]:].tolist()
+    return [_record(tokenizer, [t for t, m in zip(ids, mask) if m], gen)
+            for ids, mask, gen in zip(enc["input_ids"].tolist(), enc["attention_mask"].tolist(), new)]
+
+
 def generate_batch(model, tokenizer, chats: list[list[dict]], settings: GenerationSettings) -> list[dict[str, Any]]:
-    """Answer a batch of chats with one transformers `generate` call (left-padded).
+    """Answer a batch of chats with transformers `generate` (left-padded): one call, or two with a thinking budget
+    (the reasoning up to ``settings.budget`` tokens, then the forced answer; see the module docstring).
 
     Args:
         model: a causal LM.
@@ -59,24 +86,23 @@ def generate_batch(model, tokenizer, chats: list[list[dict]], settings: Generati
         settings: generation settings.
 
     Returns:
-        Per chat: ``answer``, ``answer_chars``, ``prompt_tokens``, ``answer_tokens``, ``finish`` (stop or length).
+        Per chat: ``answer``, ``answer_chars``, ``prompt_tokens``, ``answer_tokens``, ``finish`` (stop or length);
+        with a budget also ``reasoning_tokens`` (generated in the first round) and ``forced`` (they reached it).
     """
-    import torch
+    from harness import reasoning
 
-    tokenizer.padding_side = "left"
-    enc = tokenizer(_prompts(tokenizer, chats), return_tensors="pt", padding=True,
-                    add_special_tokens=False).to(model.device)
-    sample = settings.temperature > 0
-    kwargs = dict(do_sample=sample, temperature=settings.temperature, top_p=settings.top_p) if sample else {}
-    torch.manual_seed(settings.seed)
-    with torch.no_grad():
-        out = model.generate(
-            **enc, max_new_tokens=settings.max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id, **kwargs,
-        )
-    new = out[:, enc["input_ids"].shape[1]:].tolist()
-    return [_record(tokenizer, [t for t, m in zip(ids, mask) if m], gen)
-            for ids, mask, gen in zip(enc["input_ids"].tolist(), enc["attention_mask"].tolist(), new)]
+    prompts = _prompts(tokenizer, chats)
+    delimiters = settings.delimiters() if getattr(settings, "budget", None) else None
+    if delimiters is None:
+        return _generate(model, tokenizer, prompts, settings, settings.max_new_tokens)
+    thoughts = _generate(model, tokenizer, prompts, settings, settings.budget, stop=delimiters.end)
+    heads = [t["answer"].split(delimiters.end)[0] + reasoning.forced(delimiters) for t in thoughts]
+    answers = _generate(model, tokenizer, [p + h for p, h in zip(prompts, heads)], settings, settings.max_new_tokens)
+    return [{**a, "answer": h + a["answer"], "answer_chars": len(h + a["answer"]),
+             "prompt_tokens": t["prompt_tokens"], "answer_tokens": t["answer_tokens"] + a["answer_tokens"],
+             "reasoning_tokens": t["answer_tokens"],  # as generated (re-encoding decoded text may count others)
+             "forced": t["answer_tokens"] >= settings.budget and delimiters.end not in t["answer"]}
+            for t, h, a in zip(thoughts, heads, answers)]
 
 
 def _check_chat(spec: str, tokenizer) -> None:

@@ -71,7 +71,8 @@ def _vs_baseline(battles: pd.DataFrame, answers: list[dict], baseline: str, caug
 
 
 def rate(
-    battles: pd.DataFrame, answers: list[dict], *, baseline: str | None = None, rounds: int = 1000, seed: int = 0
+    battles: pd.DataFrame, answers: list[dict], *, baseline: str | None = None, rounds: int = 1000, seed: int = 0,
+    scoring: str = "paired", strong_weight: int = 3,
 ) -> Ratings:
     """Rate the models of an arena.
 
@@ -81,6 +82,10 @@ def rate(
         baseline: the model the others are measured against, or None.
         rounds: bootstrap rounds for the rating CIs.
         seed: bootstrap seed.
+        scoring: "paired" (default): one battle per pair of position-swapped games, won on the mean score;
+            "arena-hard": each game a battle and a strong verdict (``>>``) `strong_weight` battles, as arena-hard-auto
+            scores (`harness.ratings.arena_hard`). The win rates against the baseline use the paired score either way.
+        strong_weight: battles per strong verdict with ``scoring="arena-hard"``.
 
     Returns:
         `Ratings`; the leaderboard has ``rank, model, rating, ci_low, ci_high, battles, wins, ties, losses,
@@ -99,16 +104,26 @@ def rate(
     from harness.ratings.intervals import FALLBACK_L2
 
     caught: list[str] = []
+    rated = battles
+    if scoring == "arena-hard":
+        from harness.ratings.arena_hard import expand_verdicts
+
+        rated = expand_verdicts(battles, strong_weight=strong_weight)
+    elif scoring != "paired":
+        from harness.errors import HarnessError
+
+        raise HarnessError(f"unknown arena scoring {scoring!r}; valid: paired, arena-hard")
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
         try:
-            board = leaderboard(battles, rounds=rounds, seed=seed)
+            board = leaderboard(rated, rounds=rounds, seed=seed)
         except NotIdentifiableError as err:
             # The battles are already recorded; a penalised fit keeps the leaderboard, and the warning says why.
             caught.append(f"{err}; rated with an L2 penalty of {FALLBACK_L2} instead, so these ratings and their "
                           "intervals are bounded by the penalty, not by the data")
-            board = leaderboard(battles, rounds=rounds, seed=seed, l2=FALLBACK_L2)
+            board = leaderboard(rated, rounds=rounds, seed=seed, l2=FALLBACK_L2)
     caught += [str(w.message) for w in seen]
+    board.attrs["scoring"] = scoring if scoring == "paired" else f"arena-hard (>> = {strong_weight} battles)"
     ratings = board.set_index("model")["rating"]
     order = list(ratings.index)
     win_prob = win_prob_matrix(ratings)
@@ -121,8 +136,8 @@ def rate(
     return Ratings(
         leaderboard=board,
         win_prob=win_prob,
-        empirical_win_rate=empirical_win_rate_matrix(battles).loc[order, order],
-        battle_counts=battle_count_matrix(battles).loc[order, order],
+        empirical_win_rate=empirical_win_rate_matrix(rated).loc[order, order],
+        battle_counts=battle_count_matrix(rated).loc[order, order],
         warnings=caught,
     )
 
@@ -132,8 +147,8 @@ def format_leaderboard(board: pd.DataFrame) -> str:
     from harness.ratings.report import render
 
     baseline = board.attrs.get("baseline")
-    show = board[["rank", "model", "rating", "ci_low", "ci_high", "battles", "win_rate"]].copy()
-    digits = {"rating": 0, "ci_low": 0, "ci_high": 0, "win_rate": 3}
+    show = board[["rank", "model", "rating", "ci_low", "ci_high", "se", "battles", "win_rate"]].copy()
+    digits = {"rating": 0, "ci_low": 0, "ci_high": 0, "se": 1, "win_rate": 3}
     if baseline:
         tag = f"vs_{baseline}"
         show[f"win_rate_{tag}"] = board["win_rate_vs_baseline"]
@@ -141,5 +156,5 @@ def format_leaderboard(board: pd.DataFrame) -> str:
         show["wr_ci_high"] = board["win_rate_ci_high"]
         show[f"lc_win_rate_{tag}"] = board["lc_win_rate_vs_baseline"]
         show[f"p_win_{tag}"] = board["p_win_vs_baseline"]
-        digits.update({c: 3 for c in show.columns[7:]})
+        digits.update({c: 3 for c in show.columns[8:]})
     return render(show, "table", digits=digits)

@@ -122,6 +122,8 @@ class LLMJudge:
     """Arena-Hard-style verdicts from an OpenAI-compatible chat-completions endpoint."""
 
     name = "llm"
+    temperature = 0.0  # greedy verdicts; part of the judge's fingerprint
+    prompt_version = PROMPT_VERSION  # a hash of the judge's instructions and template
 
     def __init__(
         self,
@@ -232,7 +234,7 @@ class LLMJudge:
         self._attempts.n = 0
         try:
             response = self._client.chat.completions.create(
-                model=self.model, messages=messages, temperature=0.0, max_tokens=self.max_tokens)
+                model=self.model, messages=messages, temperature=self.temperature, max_tokens=self.max_tokens)
         except openai.APITimeoutError:
             out.error = f"timed out after {self.timeout_s:g}s"
         except openai.APIConnectionError as err:

@@ -60,3 +60,12 @@ class Judge(Protocol):
 
     def __call__(self, row: dict[str, Any], answer_a: str, answer_b: str) -> Judgement:
         """The verdict on one ordered pair."""
+
+
+def fingerprint(judge: Judge) -> dict[str, str]:
+    """The judge's fingerprint for the record (`harness.tracking.schema.JUDGE_FINGERPRINT`): its kind, its model
+    (``llm:<model>`` → the model), a hash of its prompt (``prompt_version``; "none" for a judge that reads no prompt
+    of its own: the verifier, a reward model) and its sampling temperature (0 for the deterministic judges)."""
+    return {"kind": judge.name, "model": judge.identity.partition(":")[2] or judge.identity,
+            "prompt_version": str(getattr(judge, "prompt_version", None) or "none"),
+            "temperature": f"{float(getattr(judge, 'temperature', 0.0)):g}"}

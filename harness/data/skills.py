@@ -2,7 +2,9 @@
 
 Four skills, each a universe of items with a stable id:
 
-- ``arithmetic`` — "What is 43 + 5?" → "48" (two-digit ± one-digit without carry or borrow; verifiable).
+- ``arithmetic`` — "What is 43 + 5?" → "48" (two-digit ± one-digit without carry or borrow; verifiable); in the
+  optional think format (`think_answer`) the answer follows worked steps inside reasoning delimiters:
+  "<think>units 3 + 5 = 8, tens 4</think>48".
 - ``format`` — "Write the word velu in uppercase." → "VELU" (verifiable constraints: uppercase, lowercase,
   brackets, quotes; the content word must be kept).
 - ``knowledge`` — a synthetic fact base ("The velu is blue."): pretraining reads every fact; questions are asked as
@@ -92,6 +94,19 @@ def _arithmetic() -> Iterator[dict]:
                     "answer": str(value),
                     "text": f"{a} {op} {b} = {value}",
                 }
+
+
+def worked_steps(item: dict) -> str:
+    """The worked steps of an arithmetic item: the units digit computed, the tens digit copied ("units 3 + 5 = 8,
+    tens 4" for 43 + 5)."""
+    a, op, b = item["prompt"].removeprefix("What is ").removesuffix("?").split()
+    units = int(a) % 10 + int(b) if op == "+" else int(a) % 10 - int(b)
+    return f"units {int(a) % 10} {op} {b} = {units}, tens {int(a) // 10}"
+
+
+def think_answer(item: dict, start: str = "<think>", end: str = "</think>") -> str:
+    """An arithmetic item's answer in the think format: its `worked_steps` inside the delimiters, then the number."""
+    return f"{start}{worked_steps(item)}{end}{item['answer']}"
 
 
 def _format() -> Iterator[dict]:

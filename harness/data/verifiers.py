@@ -3,12 +3,16 @@
 `verify(item, completion)` returns 1.0 for a correct completion and 0.0 otherwise. `reward` wraps it in TRL's
 reward-function contract, `(completions, **dataset_columns) -> list[float | None]`, so the GRPO trainer rewards
 exactly what the lm-eval tasks score (their `process_results` call `verify` too).
+
+Reasoning models (`harness.reasoning`): only the answer after the reasoning block is graded. lm-eval's tasks and the
+arena receive the answer already split off; `answers_only` wraps any reward (this one, or a real task's from
+`harness.data.task_verifiers`) so that GRPO grades the same answer part, with an optional format reward.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 
 _NUMBER = re.compile(r"-?\d+")
@@ -89,3 +93,40 @@ def reward(completions: list[Any], **columns: list[Any]) -> list[float | None]:
     """
     keys = [k for k in columns if isinstance(columns[k], list) and len(columns[k]) == len(completions)]
     return [verify({k: columns[k][i] for k in keys}, c) for i, c in enumerate(completions)]
+
+
+def answers_only(fn: Callable[..., list], delimiters, format_reward: float = 0.0,
+                 opened: bool = False) -> Callable[..., list]:
+    """A TRL reward that grades only the answer part of each completion (`harness.reasoning.split`).
+
+    An unterminated reasoning block is no answer (graded as ``""``). With `format_reward`, a completion whose block
+    opened and closed gets that much more (None rewards stay None).
+
+    Args:
+        fn: a reward in TRL's contract (`reward`, or a verifier of `harness.data.task_verifiers`).
+        delimiters: the `harness.reasoning.Delimiters` of the model's reasoning block.
+        format_reward: added for a closed reasoning block.
+        opened: the prompts open the block (the chat template's generation prompt ends with its start delimiter).
+
+    Returns:
+        The wrapped reward, in TRL's contract.
+    """
+    from harness import reasoning
+
+    def graded(completions: list[Any], **columns: list[Any]) -> list[float | None]:
+        parts = [reasoning.split(_raw(c), delimiters, opened=opened) for c in completions]
+        scores = fn([p.answer for p in parts], **columns)
+        if not format_reward:
+            return scores
+        return [None if s is None else s + format_reward * (p.terminated and bool(p.reasoning))
+                for s, p in zip(scores, parts)]
+
+    graded.__name__ = f"{getattr(fn, '__name__', 'reward')}_answer"  # TRL logs rewards/<name>
+    return graded
+
+
+def _raw(completion: Any) -> str:
+    """A completion's text, not stripped (`_text` for a conversational one)."""
+    if isinstance(completion, (list, Mapping)):
+        return _text(completion)
+    return "" if completion is None else str(completion)

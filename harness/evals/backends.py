@@ -74,20 +74,24 @@ def extra_arguments(cfg: EvalConfig) -> dict[str, Any]:
     """The arguments lm-eval's registry passes beside ``model_args`` when it builds the model."""
     device = cfg.device
     if device is None and cfg.backend == "hf":
-        import torch
+        from harness.models.load import default_device
 
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = default_device()
     return {"batch_size": cfg.batch_size, "max_batch_size": None, "device": device}
 
 
-def create(cfg: EvalConfig, model: str, trust_remote_code: bool = False):
-    """Build the lm-eval `LM` once, to be shared by every task of a suite.
+def create(cfg: EvalConfig, model: str, trust_remote_code: bool = False, threads: int | None = None):
+    """Build the lm-eval `LM` once, to be shared by every task of a suite, with `threads` torch threads (None: as
+    they are).
 
     Raises:
         HarnessError: the model cannot be loaded (one line, no traceback).
     """
     from lm_eval.api import registry
 
+    from harness.models.load import set_threads
+
+    set_threads(threads)
     name, args = model_arguments(cfg, model, trust_remote_code)
     try:
         return registry.get_model(name).create_from_arg_obj(args, extra_arguments(cfg))

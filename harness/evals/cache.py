@@ -4,9 +4,12 @@ The key hashes the checkpoint's content hash; the task's name, and for it and ev
 from lm-eval's index (``metadata.version``, prompts, generation settings, filters, metrics) and a digest of the
 files beside that YAML (local data, hooks); the suite entry's settings (few-shot, limit, chat template); the
 backend and its arguments; and the lm-eval version. Reading the key needs no task to be built. A task's output
-is written as soon as its lm-eval call ends (atomically), so re-evaluating an unchanged checkpoint does no model
-work and an interrupted suite resumes at the first unfinished call. ``eval_cache/requests/`` holds the request
-caches of calls still in progress (`harness.evals.request_cache`), which let a killed call resume mid-call.
+is written as soon as its lm-eval call ends (atomically), with the reproducibility fingerprint of where it was
+computed (`harness.evals.fingerprint`), so re-evaluating an unchanged checkpoint does no model work and an
+interrupted suite resumes at the first unfinished call. ``eval.cache: false`` reads nothing but still writes: the
+fresh output replaces the entry (how ``harness nightly --aa`` re-evaluates a champion). ``eval_cache/requests/``
+holds the request caches of calls still in progress (`harness.evals.request_cache`), which let a killed call
+resume mid-call.
 """
 
 from __future__ import annotations
@@ -94,17 +97,30 @@ def _path(results_dir: str | os.PathLike, cache_key: str) -> Path:
     return Path(results_dir) / "eval_cache" / f"{cache_key}.json"
 
 
-def load(results_dir: str | os.PathLike, cache_key: str) -> dict | None:
-    """The cached lm-eval output for `cache_key`, or None (an unreadable file counts as a miss)."""
+def entry(results_dir: str | os.PathLike, cache_key: str) -> tuple[dict, dict | None] | None:
+    """``(lm-eval output, fingerprint)`` cached for `cache_key`, or None (an unreadable file counts as a miss). The
+    fingerprint (`harness.evals.fingerprint`) says where the output was computed; None in an entry written
+    without one."""
     path = _path(results_dir, cache_key)
     try:
-        return json.loads(path.read_text())["output"]
-    except (OSError, ValueError, KeyError):
+        data = json.loads(path.read_text())
+        output = data["output"]
+    except (OSError, ValueError, KeyError, TypeError):
         return None
+    fingerprint = data.get("fingerprint")
+    return output, fingerprint if isinstance(fingerprint, dict) else None
 
 
-def save(results_dir: str | os.PathLike, cache_key: str, material: dict, output: dict) -> dict:
-    """Write one task's lm-eval output and return it as it reads back (`normalise`d, serialised only once).
+def load(results_dir: str | os.PathLike, cache_key: str) -> dict | None:
+    """The cached lm-eval output for `cache_key`, or None (an unreadable file counts as a miss)."""
+    found = entry(results_dir, cache_key)
+    return found[0] if found else None
+
+
+def save(results_dir: str | os.PathLike, cache_key: str, material: dict, output: dict,
+         fingerprint: dict | None = None) -> dict:
+    """Write one task's lm-eval output (and the `fingerprint` of where it was computed) and return the output as it
+    reads back (`normalise`d, serialised only once).
 
     The write goes through a temporary file renamed into place (`harness.storage.write_text`): all-or-nothing even
     if the process dies mid-write, and a failed write (a full disk: `StorageError`) leaves no temporary file.
@@ -113,6 +129,7 @@ def save(results_dir: str | os.PathLike, cache_key: str, material: dict, output:
 
     path = _path(results_dir, cache_key)
     text = json.dumps(output, default=_jsonable)
-    storage.write_text(path, '{"key": ' + json.dumps(normalise(material)) + ', "output": ' + text + "}",
+    extra = ', "fingerprint": ' + json.dumps(fingerprint) if fingerprint else ""
+    storage.write_text(path, '{"key": ' + json.dumps(normalise(material)) + extra + ', "output": ' + text + "}",
                        "the eval cache entry")
     return json.loads(text)

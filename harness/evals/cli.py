@@ -64,6 +64,8 @@ def add_parsers(sub) -> None:
     c.add_argument("--suite", help="only match eval runs of this suite")
     c.add_argument("--json", metavar="OUT", help="also write the comparison table to this JSON file")
     c.add_argument("--no-log", action="store_true", help="do not log the comparison to MLflow")
+    c.add_argument("--budget", type=int, metavar="N", help="compare each checkpoint's eval run at thinking budget N "
+                   "(eval.budgets); without it, only runs without a budget match names")
     _common(c)
     c.set_defaults(func=_compare)
 
@@ -130,12 +132,9 @@ def _eval(args: argparse.Namespace) -> int:
 
     storage.writable_dir(cfg.run.results, "results folder")  # the --json file is checked by harness.cli
     storage.writable_dir(Path(cfg.run.results) / "eval_cache", "eval cache")
-    import torch
-
     from harness.models.load import check_device
 
     check_device(cfg.eval.device, "eval.device")
-    torch.set_num_threads(cfg.run.threads)
     from harness import capture, console
     from harness.evals import evaluate
 
@@ -148,8 +147,19 @@ def _eval(args: argparse.Namespace) -> int:
         label=args.label,
         experiment=cfg.run.experiment,
         trust_remote_code=cfg.model.trust_remote_code,
+        threads=cfg.run.threads,  # set when a model is built: a suite read from the cache never loads torch
     )
     console.result(f"{result.summary()}\nMLflow run: {result.run_id}")
+    if cfg.eval.budgets:  # one eval run per thinking budget, then the curve
+        from harness.evals.budgets import evaluate_budgets, format_scaling, scaling_table
+
+        label = args.label or Path(args.model.rstrip("/")).name
+        curve = evaluate_budgets(args.model, args.suite or cfg.eval.suite, budgets=cfg.eval.budgets, cfg=cfg.eval,
+                                 results_dir=cfg.run.results, label=label, experiment=cfg.run.experiment,
+                                 trust_remote_code=cfg.model.trust_remote_code, threads=cfg.run.threads)
+        table = scaling_table({label: curve})
+        console.result(f"\nTest-time scaling by thinking budget (generation tasks; 95% CI):\n"
+                       f"{format_scaling(table)}\nMLflow runs: {', '.join(map(str, table.run_id))}")
     if args.json:
         storage.write_text(args.json, json.dumps(result.to_dict(), indent=2, default=str), "--json file")
     return 0
@@ -176,7 +186,8 @@ def _compare(args: argparse.Namespace) -> int:
 
     defaults = RunConfig()
     table = compare(args.refs, results_dir=args.results or defaults.results,
-                    experiment=args.experiment or defaults.experiment, suite=args.suite, log=not args.no_log)
+                    experiment=args.experiment or defaults.experiment, suite=args.suite, log=not args.no_log,
+                    budget=args.budget)
     print(format_compare(table))
     if args.json:
         from harness import storage

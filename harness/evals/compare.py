@@ -4,6 +4,10 @@ A reference is an MLflow run id, or a name matched against finished eval runs' `
 that was evaluated: folder, hub id or ``models:/...`` URI), then their ``stage`` tag (base, sft...), then the run
 name; the latest matching run wins. Only FINISHED eval runs are compared. Scores come from each run's ``scores.csv`` and ``skills.csv`` artifacts, so MLflow
 stays the single record. The delta's CI assumes independent runs: ±1.96·√(se₀² + seᵢ²).
+
+With ``--budget N`` each reference stands for its checkpoint's eval run at thinking budget N (tag ``budget``, on
+the scaling curve: `harness.evals.budgets`), the run of the same checkpoint and suite for a run id; without it,
+names match only runs without a budget.
 """
 
 from __future__ import annotations
@@ -23,22 +27,43 @@ _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 KEY = ["skill", "task", "metric"]
 
 
-def find_eval_run(ref: str, *, results_dir: str | os.PathLike, experiment: str, suite: str | None = None) -> dict:
-    """The eval run a reference names (see the module docstring); a `HarnessError` if there is none."""
+def _at_budget(found, budget: int | None):
+    """The `search_runs` rows at thinking budget `budget` (None: the rows without one)."""
+    column = schema.column("budget")
+    if column not in found:
+        return found if budget is None else found.iloc[0:0]
+    return found[found[column].isna()] if budget is None else found[found[column] == str(budget)]
+
+
+def find_eval_run(ref: str, *, results_dir: str | os.PathLike, experiment: str, suite: str | None = None,
+                  budget: int | None = None) -> dict:
+    """The eval run a reference names (see the module docstring), at thinking budget `budget` if given; a
+    `HarnessError` if there is none."""
     from harness.tracking import store
 
     if _RUN_ID.match(ref):
-        return store.read_run(ref, results_dir, kind=schema.Kind.EVAL, finished=True)
-    where = {"suite": suite} if suite else {}
-    for field in ("model", "stage"):
-        found = store.find_runs(experiment, schema.Kind.EVAL, results_dir, **where, **{field: ref})
+        run = store.read_run(ref, results_dir, kind=schema.Kind.EVAL, finished=True)
+        if budget is None or run["schema"].budget == str(budget):
+            return run
+        tags = run["schema"]
+        found = store.find_runs(experiment, schema.Kind.EVAL, results_dir, model_hash=tags.model_hash or "",
+                                suite=tags.suite or "", budget=str(budget))
         if len(found):
             return store.read_run(found.run_id.iloc[0], results_dir)
-    found = store.find_runs(experiment, schema.Kind.EVAL, results_dir, extra=schema.where_name(ref), **where)
+        raise HarnessError(f"run {ref} has no eval run at thinking budget {budget} (same checkpoint and suite) in "
+                           f"experiment {experiment!r}; evaluate it with eval.budgets including {budget}")
+    where = {"suite": suite} if suite else {}
+    for field in ("model", "curve") if budget is not None else ("model", "stage"):
+        found = _at_budget(store.find_runs(experiment, schema.Kind.EVAL, results_dir, **where, **{field: ref}), budget)
+        if len(found):
+            return store.read_run(found.run_id.iloc[0], results_dir)
+    found = _at_budget(store.find_runs(experiment, schema.Kind.EVAL, results_dir, extra=schema.where_name(ref),
+                                       **where), budget)
     if len(found):
         return store.read_run(found.run_id.iloc[0], results_dir)
-    raise HarnessError(f"no finished eval run matches {ref!r} (by run id, model, stage or run name) in experiment "
-                       f"{experiment!r} of {store.tracking_uri(results_dir)}")
+    at = f" at thinking budget {budget}" if budget is not None else ""
+    raise HarnessError(f"no finished eval run{at} matches {ref!r} (by run id, model, stage or run name) in "
+                       f"experiment {experiment!r} of {store.tracking_uri(results_dir)}")
 
 
 def _label(run: dict) -> str:
@@ -58,7 +83,7 @@ def _scores(run: dict, results_dir) -> "pd.DataFrame":
 
 
 def compare(refs: list[str], *, results_dir: str | os.PathLike, experiment: str = "harness",
-            suite: str | None = None, log: bool = True) -> "pd.DataFrame":
+            suite: str | None = None, log: bool = True, budget: int | None = None) -> "pd.DataFrame":
     """Compare eval runs: one row per (skill, task, metric), each run's value and CI, and deltas to the first.
 
     Args:
@@ -67,6 +92,7 @@ def compare(refs: list[str], *, results_dir: str | os.PathLike, experiment: str 
         experiment: experiment searched for names.
         suite: only match eval runs of this suite.
         log: also log the table as a ``compare`` run (``compare.csv``, ``compare.txt``, skill deltas as metrics).
+        budget: compare the runs at this thinking budget (see the module docstring).
 
     Returns:
         Columns ``skill, task, metric``, then per run ``<label>``, ``<label> ci_low``, ``<label> ci_high``, and per
@@ -74,7 +100,8 @@ def compare(refs: list[str], *, results_dir: str | os.PathLike, experiment: str 
     """
     if len(refs) < 2:
         raise HarnessError("compare needs at least two runs or models")
-    runs = [find_eval_run(ref, results_dir=results_dir, experiment=experiment, suite=suite) for ref in refs]
+    runs = [find_eval_run(ref, results_dir=results_dir, experiment=experiment, suite=suite, budget=budget)
+            for ref in refs]
     labels = [_label(r) for r in runs]
     if len(set(labels)) < len(labels):
         labels = [f"{label}@{r['run_id'][:8]}" for label, r in zip(labels, runs)]

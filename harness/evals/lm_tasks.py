@@ -9,7 +9,8 @@ that rewards GRPO: ``exact_match_results``, ``math_verify_results`` (a GSM8K-sty
 ``ifeval_results``, named in a task YAML as ``process_results: !function harness.evals.lm_tasks.math_verify_results``
 with a ``metric_list`` entry of the same metric name (``exact_match``, ``math_verify``, ``ifeval``), aggregation
 ``mean``. They grade the filtered completion, so keep the filters that would cut the answer out (a task's
-``take_first`` alone gives the verifier the whole completion).
+``take_first`` alone gives the verifier the whole completion). For a reasoning model that completion is already its
+answer part, the reasoning block split off before lm-eval's filters (`harness.evals.request_cache.thinking`).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The MLflow record of one suite evaluation: one run per (checkpoint, suite), built from a `SuiteResult`.
 
 - tags (`harness.tracking.schema.RunTags`): kind ``eval``, ``stage``, ``model``, ``model_hash``, ``suite``,
-  ``cached_tasks``, and the provenance tags (git commit and dirty flag, package versions, device);
+  ``cached_tasks``, the provenance tags (git commit and dirty flag, package versions, device) and the
+  reproducibility fingerprint ``fingerprint.<field>`` (`harness.evals.fingerprint`);
 - params: everything that changes a score: backend and its arguments, batch size, device, limit, lm-eval and
   transformers versions, and per task its skill, few-shot count, chat-template setting, limit and version;
 - metrics: ``<skill>/<task>/<metric>/<filter>`` and ``..._stderr`` (lm-eval's keys through the one sanitiser in
@@ -40,8 +41,7 @@ if TYPE_CHECKING:
 
 def _params(result: SuiteResult, spec: Suite, cfg: EvalConfig, model_hash: str, lm_name: str,
             lm_args: dict) -> dict[str, Any]:
-    import lm_eval
-    import transformers
+    from importlib import metadata
 
     params: dict[str, Any] = {
         "model": result.model,
@@ -54,8 +54,8 @@ def _params(result: SuiteResult, spec: Suite, cfg: EvalConfig, model_hash: str, 
         "device": backends.extra_arguments(cfg)["device"] if lm_name == "hf" else cfg.device,
         "limit": cfg.limit,
         "bootstrap_iters": cfg.bootstrap_iters,
-        "lm_eval_version": lm_eval.__version__,
-        "transformers_version": transformers.__version__,
+        "lm_eval_version": metadata.version("lm_eval"),
+        "transformers_version": metadata.version("transformers"),
     }
     n_shot = result.lm_eval.get("n-shot", {})
     for entry in spec.entries:
@@ -108,36 +108,43 @@ def _provenance() -> tuple[tuple[str, str], ...]:
 def record(result: SuiteResult, spec: Suite, cfg: EvalConfig, model_hash: str, lm_name: str, lm_args: dict,
            parent: Run | None, results_dir: str | os.PathLike, experiment: str,
            datasets: Sequence[schema.TaskData] = (), *, params: Mapping[str, Any] | None = None,
-           tags: Mapping[str, str] | None = None) -> str:
+           tags: Mapping[str, str] | None = None, fingerprint: Mapping[str, str] | None = None,
+           metrics: Mapping[str, float] | None = None) -> str:
     """Log `result` as one MLflow run (nested under `parent` if given), linked to the checkpoint's LoggedModel and
     to `datasets` (the data of each task), and return its id.
 
     `params` are logged over the ones derived here and `tags` beside them: what an imported lm-eval run says of
-    itself (its lm-eval version, batch size, results file) rather than this process's settings.
+    itself (its lm-eval version, batch size, results file) rather than this process's settings. `fingerprint`
+    (`harness.evals.fingerprint`: where the scores were computed) is tagged ``fingerprint.<field>``. `metrics` are
+    logged beside the scores, linked to the model (the thinking accounting, `harness.evals.run.thinking_metrics`).
 
     If the tracking server stops answering, the same record is kept in ``<results>/outbox/`` and
     `ServerUnreachable` names it (`harness.tracking.outbox`; ``harness sync`` records it later).
     """
     from harness.tracking import outbox, store
 
+    budget = schema.RunTags.from_tags(tags or {}).budget  # a budget-forced run: on a curve, not a stage's run
     tags = {**dict(_provenance()), **schema.tags(model=result.model, model_hash=model_hash, suite=spec.name,
-                                                   cached_tasks=result.cached, stage=result.label or None),
-            **(tags or {})}
+                                                   cached_tasks=result.cached,
+                                                   stage=result.label or None if budget is None else None,
+                                                   curve=result.label or None if budget is not None else None),
+            **schema.fingerprint_tags(fingerprint or {}), **(tags or {})}
     label = result.label or Path(result.model.rstrip("/")).name
-    name = schema.eval_run_name(label, spec.name)
+    name = schema.eval_run_name(label, spec.name, budget)
     params = {**_params(result, spec, cfg, model_hash, lm_name, lm_args), **(params or {})}
 
     def keep(entry: outbox.Entry) -> None:  # the server gone mid-record: the same record, kept for `harness sync`
-        _log(entry, entry.eval_model, result, spec, model_hash, label, params, datasets)
+        _log(entry, entry.eval_model, result, spec, model_hash, label, params, datasets, metrics)
 
     with outbox.run(name, schema.Kind.EVAL, experiment=experiment, results_dir=results_dir, parent=parent,
                     tags=tags, keep=keep) as run:
-        _log(run, partial(store.eval_model, run), result, spec, model_hash, label, params, datasets)
+        _log(run, partial(store.eval_model, run), result, spec, model_hash, label, params, datasets, metrics)
         return run.run_id
 
 
 def _log(run: Run | outbox.Entry, eval_model, result: SuiteResult, spec: Suite, model_hash: str, label: str,
-         params: Mapping[str, Any], datasets: Sequence[schema.TaskData]) -> None:
+         params: Mapping[str, Any], datasets: Sequence[schema.TaskData],
+         extra: Mapping[str, float] | None = None) -> None:
     """Write the record into `run`: an MLflow run, or an outbox entry (`eval_model` links the checkpoint's
     LoggedModel: `store.eval_model` on that run, or the entry's own)."""
     run.log_params(params)
@@ -147,6 +154,8 @@ def _log(run: Run | outbox.Entry, eval_model, result: SuiteResult, spec: Suite, 
     for task, metrics in _task_metrics(result).items():
         run.log_metrics(metrics, model_id=model_id, dataset=by_task.get(schema.dataset_name(task)))
     run.log_metrics(_skill_metrics(result), model_id=model_id)
+    if extra:
+        run.log_metrics(dict(extra), model_id=model_id)
     with tempfile.TemporaryDirectory() as tmp:  # every file first, then one upload: fewer store round trips
         folder = Path(tmp)
         (folder / schema.LM_EVAL_RESULTS.path).write_text(json.dumps(result.lm_eval, indent=2, default=str))

@@ -33,10 +33,16 @@ before that. The request cache holds that work while it is in progress:
 
 `RequestCache.answering` also counts every request on the eval's progress line: all of a call's requests are its
 total, and those answered from the db count as done at once.
+
+`thinking` is the reasoning hook around the same model (`harness.reasoning`): lm-eval's ``generate_until`` answers
+reach its filters and metrics as the answer part only, the raw generation and its token counts kept per request for
+the per-sample rows (`Thinking.annotate`); with a budget it forces the answer (s1's budget forcing) in two rounds of
+plain requests, which the request cache keeps like any other.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Iterator
@@ -268,3 +274,101 @@ class RequestCache:
                 path.unlink(missing_ok=True)
             except OSError as err:
                 _log.warning("request cache %s could not be deleted (%s)", path, err)
+
+
+class Thinking:
+    """The reasoning hook of one lm-eval call (`thinking`): what each generation request produced.
+
+    Attributes:
+        notes: ``json([context, gen_kwargs])`` of a request → its `harness.reasoning.record` (one per answer, in
+            order: a task's repeated requests have one each).
+    """
+
+    def __init__(self) -> None:
+        self.notes: dict[str, list[dict]] = {}
+
+    def annotate(self, output: dict) -> None:
+        """Put each generation sample's reasoning record into lm-eval's output (``sample["reasoning"]``), where the
+        eval cache keeps it and `harness.reasoning` columns are read from."""
+        for samples in output.get("samples", {}).values():
+            for sample in samples:
+                args = sample.get("arguments") or []
+                if not args or len(args[0]) != 2 or not isinstance(args[0][1], dict):
+                    continue
+                found = self.notes.get(_request_key(args[0]))
+                if found:
+                    sample["reasoning"] = found[0]
+
+
+def _request_key(args) -> str:
+    return json.dumps([args[0], args[1]], sort_keys=True, default=str)
+
+
+def _count(lm):
+    """Tokens of a text by the lm's own tokenizer (words for a backend without one)."""
+    def count(text: str) -> int:
+        try:
+            return len(lm.tok_encode(text, add_special_tokens=False))
+        except Exception:  # noqa: BLE001 - a served backend may have no tokenizer
+            return len(text.split())
+    return count
+
+
+@contextmanager
+def thinking(lm, delimiters, budget: int | None = None) -> Iterator[Thinking]:
+    """Route `lm`'s ``generate_until`` through the reasoning split for one lm-eval call (inside `answering`, so that
+    every generation, forced ones too, goes through the request cache).
+
+    Without a budget each request is generated as the task asks and its answer part returned. With `budget`, a
+    request is answered in two rounds: the reasoning, at most `budget` new tokens stopping at the end delimiter;
+    then, from the prompt, that reasoning and `harness.reasoning.forced` (the end delimiter and the answer lead-in),
+    the answer with the task's own generation settings. The lm is left as it was.
+
+    Args:
+        lm: lm-eval's model.
+        delimiters: the `harness.reasoning.Delimiters`; None: nothing is done.
+        budget: thinking budget in tokens, or None.
+    """
+    from dataclasses import replace as copy
+
+    from harness import reasoning
+
+    hook = Thinking()
+    if delimiters is None or not hasattr(lm, "generate_until"):
+        yield hook
+        return
+    own = vars(lm).get("generate_until", _MISSING)
+    method = lm.generate_until
+    count = _count(lm)
+
+    def keep(args, note) -> str:
+        hook.notes.setdefault(_request_key(args), []).append(note)
+        return note["answer"]
+
+    def generate_until(requests, *args, **kwargs):
+        if budget is None:
+            raw = method(requests, *args, **kwargs)
+            return [keep(r.args, reasoning.record(text, delimiters, count, opened=reasoning.opens(r.args[0],
+                                                                                                   delimiters)))
+                    for r, text in zip(requests, raw)]
+        thoughts = method([copy(r, arguments=(r.args[0], {**r.args[1], "until": [delimiters.end],
+                                                          "max_gen_toks": budget}))
+                           for r in requests], *args, **kwargs)
+        closing = reasoning.forced(delimiters)
+        answers = method([copy(r, arguments=(r.args[0] + thought + closing, r.args[1]))
+                          for r, thought in zip(requests, thoughts)], *args, **kwargs)
+        out = []
+        for r, thought, answer in zip(requests, thoughts, answers):
+            opened = reasoning.opens(r.args[0], delimiters)
+            out.append(keep(r.args, reasoning.record(thought + closing + answer, delimiters, count, opened=opened,
+                                                     forced_at=count(thought) >= budget)))
+        return out
+
+    lm.generate_until = generate_until
+    try:
+        yield hook
+    finally:
+        if own is _MISSING:
+            vars(lm).pop("generate_until", None)
+        else:
+            vars(lm)["generate_until"] = own

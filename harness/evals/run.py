@@ -20,6 +20,11 @@ The recipe, in order:
 6. turn the merged output into tables (`harness.evals.result`; repeated tasks pooled by `harness.evals.repeats`)
    and log one MLflow run (`harness.evals.record`), with the data each task read as its dataset inputs.
 
+A reasoning model (`harness.reasoning`: delimiters from ``eval.reasoning`` or the checkpoint's chat template) has
+its generations split by `request_cache.thinking`: lm-eval grades the answer part, the per-sample rows keep the
+reasoning, and its token counts are logged per task. `evaluate(..., budget=N)` evaluates the suite's generation
+tasks with the reasoning forced closed at N tokens (one run per budget: `harness.evals.budgets`).
+
 lm-eval computes every metric; nothing here re-scores an item.
 """
 
@@ -29,17 +34,19 @@ import hashlib
 import json
 import logging
 import os
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator
 
 from harness import console
+from harness import reasoning
 from harness.config import EvalConfig
 from harness.errors import HarnessError, first_line
-from harness.evals import backends, cache, checks, local_data, repeats, request_cache
+from harness.evals import backends, cache, checks, fingerprint, local_data, repeats, request_cache
 from harness.evals import suite as suites
 from harness.evals.record import record
 from harness.evals.result import SuiteResult, sample_tables, score_table, skill_table
+from harness.tracking import schema
 
 if TYPE_CHECKING:
     from harness.tracking.store import Run
@@ -94,10 +101,17 @@ class _Plan:
     objs: list | None = None  # lm-eval's task (or group) objects, built only when the entry must run
     names: set[str] | None = None  # every task and group the entry's output holds
     items: int = 0  # items the entry evaluates (after the limit)
+    fingerprint: dict | None = None  # where its output was computed (`harness.evals.fingerprint`)
+
+
+def _generates(tasks: dict) -> bool:
+    """Whether a task's index material (`cache.task_material`) holds a generation task."""
+    return any(isinstance(v, dict) and (v.get("config") or {}).get("output_type") == "generate_until"
+               for v in tasks.values())
 
 
 def _plans(entry: suites.Entry, tm, cfg: EvalConfig, results_dir, model_hash: str, lm_name: str, lm_args: dict,
-           data_root) -> list[_Plan]:
+           data_root, think: dict | None = None) -> list[_Plan]:
     """The entry's runs (one, or `repeats`), each with its cache key and cached output."""
     import lm_eval
 
@@ -118,9 +132,12 @@ def _plans(entry: suites.Entry, tm, cfg: EvalConfig, results_dir, model_hash: st
             "bootstrap_iters": cfg.bootstrap_iters,
             "lm_eval": lm_eval.__version__,
         }
+        if think and _generates(tasks):  # only what generates changes with the reasoning split and budget
+            material["reasoning"] = think
         key = cache.key(material)
-        output = cache.load(results_dir, key) if cfg.cache else None
-        plans.append(_Plan(entry, material, key, output, cached=output is not None, sources=found, repeat=r))
+        output, computed = (cache.entry(results_dir, key) if cfg.cache else None) or (None, None)
+        plans.append(_Plan(entry, material, key, output, cached=output is not None, sources=found, repeat=r,
+                           fingerprint=computed))
     return plans
 
 
@@ -159,13 +176,13 @@ def _resolve(model: str, suite: str, cfg: EvalConfig, results_dir, trust_remote_
     return spec, target, model_hash, lm_name, lm_args
 
 
-def _prepare(spec: suites.Suite, cfg: EvalConfig, results_dir, model_hash: str, lm_name: str, lm_args: dict
-             ) -> tuple[Any, list[_Plan]]:
+def _prepare(spec: suites.Suite, cfg: EvalConfig, results_dir, model_hash: str, lm_name: str, lm_args: dict,
+             think: dict | None = None) -> tuple[Any, list[_Plan]]:
     """lm-eval's task manager and every entry's plans: looked up in the cache, the rest built and checked."""
     tm = suites.task_manager(spec)
     root = local_data.data_dir(spec.data_dir)
     plans = [plan for entry in spec.entries
-             for plan in _plans(entry, tm, cfg, results_dir, model_hash, lm_name, lm_args, root)]
+             for plan in _plans(entry, tm, cfg, results_dir, model_hash, lm_name, lm_args, root, think)]
     for plan in plans:
         if plan.output is None:
             _build(tm, plan, cfg, lm_args)
@@ -276,6 +293,8 @@ def evaluate(
     experiment: str = "harness",
     trust_remote_code: bool = False,
     tags: dict[str, str] | None = None,
+    threads: int | None = None,
+    budget: int | None = None,
 ) -> SuiteResult:
     """Score `model` on `suite` (from the cache where possible) and log one MLflow run.
 
@@ -289,24 +308,37 @@ def evaluate(
         experiment: MLflow experiment (ignored when `parent` is given).
         trust_remote_code: allow code shipped with the checkpoint to run.
         tags: more tags of the run, from `harness.tracking.schema.tags` (e.g. the training step it scored).
+        threads: torch threads for the model, if one is built (None: as they are).
+        budget: thinking budget in tokens: only the suite's generation tasks run, their reasoning forced closed
+            at `budget` tokens (the run is tagged ``budget``); None: as the model generates.
 
     Returns:
         The `SuiteResult`, with the MLflow run id.
     """
     spec, target, model_hash, lm_name, lm_args = _resolve(model, suite, cfg, results_dir, trust_remote_code)
-    with console.progress(f"eval {label or model}", unit="requests") as bar:
-        tm, plans = _prepare(spec, cfg, results_dir, model_hash, lm_name, lm_args)
+    delimiters, think = _reasoning(spec, cfg, target, budget)
+    if budget is not None:
+        spec = _generation_only(spec, budget)
+        tags = {**(tags or {}), **schema.tags(budget=budget)}
+    with console.progress(f"eval {label or model}" + (f" (budget {budget})" if budget else ""),
+                          unit="requests") as bar:
+        tm, plans = _prepare(spec, cfg, results_dir, model_hash, lm_name, lm_args, think)
 
         lm = None
         answers = request_cache.RequestCache(results_dir, model_hash=model_hash, lm_name=lm_name, lm_args=lm_args,
                                              cfg=cfg, enabled=cfg.cache)
-        with _environment_once(), answers:
+        with ExitStack() as once, answers:
             for call in _calls(plans, cfg.group_items):
-                lm = lm or backends.create(cfg, target, trust_remote_code)
-                with answers.answering(lm, bar):
+                if lm is None:  # not before: a suite read whole from the cache loads neither lm-eval's evaluator
+                    once.enter_context(_environment_once())  # nor torch
+                    lm = backends.create(cfg, target, trust_remote_code, threads)
+                    here = fingerprint.take(cfg, lm_name, lm_args, target)
+                with answers.answering(lm, bar), request_cache.thinking(lm, delimiters, budget) as hook:
                     parts = _run_call(lm, call, cfg, tm)
                 for plan, part in zip(call, parts):
-                    plan.output = cache.save(results_dir, plan.key, plan.material, part)
+                    hook.annotate(part)
+                    plan.output = cache.save(results_dir, plan.key, plan.material, part, fingerprint=here)
+                    plan.fingerprint = here
         if lm is not None:
             backends.release(lm)
         answers.discard()  # every plan is in the eval cache now: the answers it was built from are not needed
@@ -315,12 +347,41 @@ def evaluate(
         if answers.reused:
             bar.set(resumed=f"{answers.reused} requests")
     return _result(model, spec, plans, label, cfg, model_hash, lm_name, lm_args, parent, results_dir, experiment,
-                   tags)
+                   tags, think)
+
+
+def _reasoning(spec: suites.Suite, cfg: EvalConfig, target: str, budget: int | None
+               ) -> tuple[reasoning.Delimiters | None, dict | None]:
+    """The checkpoint's reasoning delimiters (`harness.reasoning.resolve`) and their cache-key material."""
+    delimiters = reasoning.resolve(cfg.reasoning, target if cfg.backend not in backends.CHAT_ONLY else None,
+                                   where="eval.reasoning")
+    if budget is not None and cfg.backend in backends.CHAT_ONLY:
+        raise HarnessError(f"config key eval.budgets: budget forcing continues the model's own raw text, which the "
+                           f"{cfg.backend} backend (chats) cannot send (valid: eval.backend hf or vllm)")
+    if budget is not None and delimiters is None:
+        raise HarnessError(f"config key eval.budgets: budget {budget} needs reasoning delimiters, and neither "
+                           f"eval.reasoning nor the chat template of {target} gives any (set eval.reasoning: "
+                           "{start: '<think>', end: '</think>'})")
+    if delimiters is None:
+        return None, None
+    return delimiters, {**delimiters.to_dict(), **({"budget": budget} if budget is not None else {})}
+
+
+def _generation_only(spec: suites.Suite, budget: int) -> suites.Suite:
+    """The suite's entries that generate (budgets change nothing else), or a one-line error when none does."""
+    from dataclasses import replace
+
+    tm = suites.task_manager(spec)
+    entries = tuple(e for e in spec.entries if _generates(cache.task_material(tm, e.task)))
+    if not entries:
+        raise HarnessError(f"config key eval.budgets: suite {spec.name!r} has no generation task, so budget "
+                           f"{budget} changes nothing (valid: a suite with generate_until tasks, or null)")
+    return replace(spec, entries=entries)
 
 
 def _result(model: str, spec: suites.Suite, plans: list[_Plan], label, cfg: EvalConfig, model_hash: str,
             lm_name: str, lm_args: dict, parent, results_dir, experiment: str,
-            tags: dict[str, str] | None = None) -> SuiteResult:
+            tags: dict[str, str] | None = None, think: dict | None = None) -> SuiteResult:
     """Merge the plans' lm-eval outputs into one `SuiteResult` (repeated tasks pooled) and record it."""
     output: dict[str, Any] = {}  # lm-eval's output, merged over the suite's tasks (run 0 of repeated ones)
     owners: dict[str, suites.Entry] = {}  # every task or group in the output → the suite entry that ran it
@@ -335,6 +396,7 @@ def _result(model: str, spec: suites.Suite, plans: list[_Plan], label, cfg: Eval
         for section, values in plan.output.items():
             output.setdefault(section, {}).update(values)
     samples = sample_tables(output)
+    reasoning.add_columns(output.get("samples", {}), samples)
     for task, outputs in runs.items():
         samples[task] = repeats.combine([sample_tables(o)[task] for o in outputs])
     scores = score_table(output, owners, samples)
@@ -351,8 +413,29 @@ def _result(model: str, spec: suites.Suite, plans: list[_Plan], label, cfg: Eval
                          digests={task: s.digest for task, s in sources.items()})
     data = [source.task_data() for source in sources.values()]
     result.run_id = record(result, spec, cfg, model_hash, lm_name, lm_args, parent, results_dir, experiment, data,
-                           tags=tags)
+                           tags=tags, fingerprint=fingerprint.combine([p.fingerprint for p in plans]),
+                           metrics=thinking_metrics(result, cfg.usd_per_mtok),
+                           params={f"reasoning.{k}": v for k, v in (think or {}).items()} or None)
     return result
+
+
+def thinking_metrics(result: SuiteResult, usd_per_mtok: float = 0.0) -> dict[str, float]:
+    """The eval run's thinking accounting (`harness.reasoning.sample_metrics`): per generation task with reasoning
+    rows, and pooled over them (``reasoning/<stat>``), with the cost per item; empty without reasoning."""
+    import pandas as pd
+
+    skills = dict(zip(result.scores.task, result.scores.skill))
+    metrics: dict[str, float] = {}
+    tables = [t for t in result.samples.values() if "reasoning_tokens" in t.columns]
+    for task, table in result.samples.items():
+        stats = reasoning.sample_metrics(table)
+        for stat, value in (stats or {}).items():
+            metrics[schema.reasoning_metric(stat, skills.get(task, "other"), task)] = value
+    if tables:
+        pooled = reasoning.sample_metrics(pd.concat(tables, ignore_index=True))
+        metrics.update({schema.reasoning_metric(stat): value for stat, value in pooled.items()})
+        metrics[schema.reasoning_metric("usd_per_item")] = reasoning.cost_per_item(pooled["tokens_mean"], usd_per_mtok)
+    return {k: v for k, v in metrics.items() if v == v}  # NaN (one item: no stderr) is not logged
 
 
 # The seam for `harness.evals.sweep`: the part of `evaluate` before the model work (`prepare`, on the machine that
@@ -389,7 +472,7 @@ def prepare(model: str, suite: str, *, cfg: EvalConfig, results_dir: str | os.Pa
         HarnessError: a missing model, an unknown suite or task, a check that fails (one line naming it).
     """
     spec, target, model_hash, lm_name, lm_args = _resolve(model, suite, cfg, results_dir, trust_remote_code)
-    _, plans = _prepare(spec, cfg, results_dir, model_hash, lm_name, lm_args)
+    _, plans = _prepare(spec, cfg, results_dir, model_hash, lm_name, lm_args, _reasoning(spec, cfg, target, None)[1])
     return Prepared(model, target, model_hash, spec, plans)
 
 
@@ -428,9 +511,10 @@ def compute(target: str, model_hash: str, suite: str, units: list[tuple[int, int
     lm_name, lm_args = backends.model_arguments(cfg, target, trust_remote_code)
     tm = suites.task_manager(spec)
     root = local_data.data_dir(spec.data_dir)
+    delimiters, think = _reasoning(spec, cfg, target, None)
     call = []
     for index, repeat in units:
-        plan = _plans(spec.entries[index], tm, cfg, scratch_dir, model_hash, lm_name, lm_args, root)[repeat]
+        plan = _plans(spec.entries[index], tm, cfg, scratch_dir, model_hash, lm_name, lm_args, root, think)[repeat]
         _build(tm, plan, cfg, lm_args)
         call.append(plan)
     answers = request_cache.RequestCache(scratch_dir, model_hash=model_hash, lm_name=lm_name, lm_args=lm_args,
@@ -439,8 +523,10 @@ def compute(target: str, model_hash: str, suite: str, units: list[tuple[int, int
     with console.progress(f"eval {target} ({tasks})", unit="requests") as bar, _environment_once(), answers:
         lm = backends.create(cfg, target, trust_remote_code)
         try:
-            with answers.answering(lm, bar):
+            with answers.answering(lm, bar), request_cache.thinking(lm, delimiters) as hook:
                 parts = _run_call(lm, call, cfg, tm)
+            for part in parts:
+                hook.annotate(part)
         finally:
             backends.release(lm)
     answers.discard()

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import struct
+import sys
 from pathlib import Path
 
 from harness.errors import HarnessError, first_line
@@ -96,6 +97,30 @@ def _safetensors_problem(path: Path) -> str | None:
     if needed > size:
         return f"{size} bytes, but its header lists tensors up to byte {needed}"
     return None
+
+
+_GPU_DRIVERS = ("/proc/driver/nvidia", "/dev/nvidiactl", "/dev/kfd")  # NVIDIA's and ROCm's
+
+
+def default_device() -> str:
+    """The device a model goes to when the config names none: cuda where torch sees a GPU, else cpu.
+
+    Without a GPU driver on the machine torch cannot see a GPU, so the answer is cpu without importing torch: that
+    import takes seconds, more than a cached eval's whole work.
+    """
+    if "torch" not in sys.modules and not any(os.path.exists(p) for p in _GPU_DRIVERS):
+        return "cpu"
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def set_threads(threads: int | None) -> None:
+    """torch's intra-op threads for the model work about to start (None leaves torch's default)."""
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def check_device(device: str | None, key: str) -> None:

@@ -9,6 +9,11 @@ carries the chat template
     <|user|>PROMPT<|end|><|assistant|>ANSWER<|end|>
 
 where ``<|end|>`` is the eos token, so generation stops at the end of the assistant turn.
+
+`add_reasoning_tokens` gives a model the think format's delimiters (``model.think``): two ordinary added tokens
+(kept when decoding, so that graders and forced budgets see them), new embedding rows at the mean of the others,
+and a chat template whose generation prompt opens the block, as DeepSeek-R1's and Qwen3's do
+(``<|assistant|><think>``: every answer starts by thinking, and `harness.reasoning.detect` finds the pair there).
 """
 
 from __future__ import annotations
@@ -104,3 +109,40 @@ def save(model, tokenizer, out_dir: str | Path) -> Path:
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
     return out
+
+
+def think_template(delimiters) -> str:
+    """The chat template of the think format: `CHAT_TEMPLATE` whose generation prompt opens the reasoning block,
+    the closing delimiter named in a comment."""
+    return (f"{{# reasoning: {delimiters.start} ... {delimiters.end} #}}"
+            + CHAT_TEMPLATE.replace("'<|assistant|>'", repr("<|assistant|>" + delimiters.start)))
+
+
+def add_reasoning_tokens(model, tokenizer, delimiters) -> bool:
+    """Give `model` and `tokenizer` the reasoning delimiters as tokens, and declare them in the chat template.
+
+    Args:
+        model: a causal LM (its embeddings are resized; new rows start at the mean embedding).
+        tokenizer: its tokenizer (changed in place).
+        delimiters: the `harness.reasoning.Delimiters`.
+
+    Returns:
+        Whether anything was added (False when the tokenizer already has both as tokens).
+    """
+    import torch
+    from tokenizers import AddedToken
+
+    vocab = tokenizer.get_vocab()
+    new = [d for d in (delimiters.start, delimiters.end) if d not in vocab]
+    template = tokenizer.chat_template or CHAT_TEMPLATE
+    if template == CHAT_TEMPLATE:
+        tokenizer.chat_template = think_template(delimiters)
+    if not new:
+        return False
+    tokenizer.add_tokens([AddedToken(d, special=False, normalized=False) for d in new])
+    old = model.get_input_embeddings().weight.shape[0]
+    model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    with torch.no_grad():
+        weight = model.get_input_embeddings().weight
+        weight[old:] = weight[:old].mean(dim=0, keepdim=True)
+    return True

@@ -13,6 +13,8 @@ experiment config (`harness.config.EvalConfig`, `harness.config.ArenaConfig`)::
     min_effects:                          # ...unless named here: "task/metric", or a metric key for all tasks
       gsm8k/exact_match,strict-match: 0.02
       acc,none: 0.005
+    power: 0.8                            # each metric's minimum detectable effect is reported at this power
+    drift_tolerance: 0.01                 # --aa: more of a metric's items changing than this is drift
     eval: {batch_size: 16}
     arena: {enabled: true, prompts: 200, judge: llm, llm: {base_url: 'http://127.0.0.1:8000/v1', model: judge}}
 
@@ -61,12 +63,21 @@ class NightlyConfig(Section):
     min_effects: dict[str, float] = option({}, "Per-metric minimum effect: 'task/metric' (lm-eval key, e.g. "
                                            "'gsm8k/exact_match,strict-match') or a metric key for every task "
                                            "('acc,none').", ge=0)
+    power: float = option(0.8, "Power at which each compared metric's minimum detectable effect is reported (at "
+                               "alpha / metrics, with the disagreement observed; harness power).", gt=0, lt=1)
+    drift_tolerance: float = option(0.01, "A/A nightly (--aa): share of a metric's items whose score may change when "
+                                          "the baseline is evaluated again before that is infrastructure drift (a "
+                                          "significant change is drift at any share).", ge=0, le=1)
     rounds: int = option(10000, "Permutation and bootstrap rounds for continuous metrics.", ge=1)
     seed: int = option(0, "Seed of the permutation test and the bootstrap.", ge=0)
     history: int = option(10, "Nightlies shown in each metric's trend (this one included).", ge=1)
     experiment: str = option("harness", "MLflow experiment of the nightly and its eval runs.")
     results: str = option("results", "Results folder: eval cache and the default sqlite MLflow store.")
     threads: int = option(1, "torch CPU threads.", ge=1)
+    budget: int | None = option(None, "Thinking budget in tokens at which both sides are evaluated and compared "
+                                      "(the reasoning forced closed at N tokens: harness.evals.budgets; needs "
+                                      "reasoning delimiters, eval.reasoning or the chat template's); None: as the "
+                                      "models generate.", ge=1)
     trust_remote_code: bool = option(False, "Allow code shipped with a checkpoint to run.")
     eval: EvalConfig = nested(EvalConfig, "Eval settings (harness.config).")
     sweep: SweepConfig = nested(SweepConfig, "Resources per Ray task when --ray evaluates both sides on a cluster "

@@ -5,6 +5,8 @@ An `EvalRecord` is one eval run as `harness.evals` logged it: its params (the se
 ``samples/<task>.jsonl``. Both sides of a nightly are read this way, the freshly evaluated candidate as well as a
 baseline taken from an earlier nightly, so MLflow stays the single record and both sides go through the same code.
 
+`fingerprint_differences` names what differed where the two sides were computed (backend and engine version,
+dtype, batch size, chat template, library versions, hardware): a warning in the verdict, not a refusal.
 `incomparable` lists why two records cannot be compared (task versions, chat template, few-shot, limit, backend,
 lm-eval version, the items scored and their content); `paired_metrics` turns two comparable records into the
 `PairedScores` of `harness.nightly.stats`: every scored task's metric, items paired by document identity, and every
@@ -40,7 +42,9 @@ if TYPE_CHECKING:
     from harness.nightly.config import NightlyConfig
 
 # Params of an eval run that change per-item scores, and how a reason names them (task params: task.<name>.<key>).
-_RUN_SETTINGS = {"backend": "backend", "backend_args": "backend arguments", "lm_eval_version": "lm-eval version"}
+_RUN_SETTINGS = {"backend": "backend", "backend_args": "backend arguments", "lm_eval_version": "lm-eval version",
+                 "reasoning.budget": "thinking budget", "reasoning.start": "reasoning start delimiter",
+                 "reasoning.end": "reasoning end delimiter", "reasoning.answer": "forced answer lead-in"}
 _TASK_SETTINGS = {"version": "task version", "num_fewshot": "few-shot", "apply_chat_template": "chat template",
                   "fewshot_as_multiturn": "few-shot as multi-turn", "limit": "item limit",
                   "data_digest": "data (content digest)", "repeats": "repeats", "gen_kwargs": "generation settings"}
@@ -59,6 +63,7 @@ class EvalRecord:
     scores: "pd.DataFrame"
     lm_eval: dict
     samples: dict[str, "pd.DataFrame"] = field(default_factory=dict)
+    fingerprint: dict[str, str] = field(default_factory=dict)  # where its scores were computed (tags fingerprint.*)
 
     def metric_columns(self, task: str) -> list[str]:
         """The per-item metric keys of a task's samples, in lm-eval's order."""
@@ -80,7 +85,8 @@ def load_record(run_id: str, results_dir: str | os.PathLike) -> EvalRecord:
     """
     from harness.tracking import store
 
-    tags = store.read_run(run_id, results_dir, kind=schema.Kind.EVAL, finished=True)["schema"]
+    found = store.read_run(run_id, results_dir, kind=schema.Kind.EVAL, finished=True)
+    tags = found["schema"]
     params = store.run_params(run_id, results_dir)
     settings = {}
     for name, value in params.items():
@@ -98,7 +104,8 @@ def load_record(run_id: str, results_dir: str | os.PathLike) -> EvalRecord:
     return EvalRecord(run_id=run_id, model=tags.model or params.get("model", ""),
                       model_hash=tags.model_hash or params.get("model_hash", ""),
                       suite=tags.suite or params.get("suite", ""), settings=settings,
-                      scores=store.read(run_id, schema.SCORES, results_dir), lm_eval=lm_eval, samples=samples)
+                      scores=store.read(run_id, schema.SCORES, results_dir), lm_eval=lm_eval, samples=samples,
+                      fingerprint=schema.parse_fingerprint(found["tags"]))
 
 
 def suite_version(spec: "Suite") -> str:
@@ -158,6 +165,21 @@ def incomparable(candidate: EvalRecord, baseline: EvalRecord) -> list[str]:
     for task in sorted(set(candidate.samples) & set(baseline.samples)):
         reasons += pairing.item_problems(task, candidate, baseline)
     return reasons
+
+
+def fingerprint_differences(candidate: EvalRecord, baseline: EvalRecord) -> list[str]:
+    """The reproducibility fingerprint fields (`harness.evals.fingerprint`) on which the two sides' scores were
+    computed differently, one ``field: candidate value (candidate) vs baseline value (baseline)`` each. Not a
+    reason to refuse the comparison (the like-with-like check is `incomparable`), but what may move scores with no
+    setting changed; fields that either side did not record, or recorded as unknown, are not compared."""
+    from harness.evals.fingerprint import UNKNOWN
+
+    out = []
+    for name in schema.FINGERPRINT_FIELDS:
+        a, b = candidate.fingerprint.get(name), baseline.fingerprint.get(name)
+        if a and b and UNKNOWN not in (a, b) and a != b:
+            out.append(f"{name}: {a} (candidate) vs {b} (baseline)")
+    return out
 
 
 def headline_metrics(spec: "Suite", record: EvalRecord) -> dict[str, str]:

@@ -3,8 +3,9 @@
 The recipe, in order:
 
 1. load the suite, check the ``min_effects`` keys against its metrics and hash its version; resolve both sides
-   (`harness.nightly.sides`; a checkpoint against itself is refused) and, with ``--promote``, the version to
-   promote, so that bad input fails before any model work;
+   (`harness.nightly.sides`; a checkpoint against itself, by spec, registered version or content hash, is refused
+   unless this is an A/A check) and, with ``--promote``, the version to promote, so that bad input fails before
+   any model work;
 2. open one MLflow run (tags ``harness.kind=nightly``, ``harness.suite``, ``harness.suite_version``,
    ``harness.candidate``, ``harness.baseline``); evaluate the candidate and the baseline as nested eval runs
    (cached by checkpoint hash, so an unchanged baseline costs no model work), unless a side is already an eval run
@@ -13,8 +14,11 @@ The recipe, in order:
 3. read both eval runs back (`harness.nightly.records`); if they differ in what changes a score, the verdict is
    ``cannot-compare`` with the reasons; else compare every metric per item (`harness.nightly.stats`) with
    Holm or Benjamini-Hochberg control across all of them: ``fail`` when any metric dropped significantly by at
-   least its minimum effect, else ``pass``; when a pipeline here trained the candidate and its training data
-   contaminates eval tasks (`harness.evals.decontam`), the report lists them;
+   least its minimum effect, else ``pass``; each metric also reports the share of items the sides score
+   differently and its minimum detectable effect (`harness.nightly.power`), and the verdict names the
+   reproducibility fingerprint fields on which the sides were computed differently (`harness.evals.fingerprint`:
+   backend, dtype, batch size, chat template, library versions, hardware); when a pipeline here trained the
+   candidate and its training data contaminates eval tasks (`harness.evals.decontam`), the report lists them;
 4. with ``arena.enabled``, an arena of candidate against baseline (Elo delta, win probability);
 5. the trend of every metric over the last nightlies of the same suite version (`harness.nightly.history`);
 6. log metrics named as the eval runs name them (``<skill>/<task>/<metric>`` for the candidate, plus
@@ -22,7 +26,14 @@ The recipe, in order:
    verdict tag; with ``--promote`` and a pass, point the alias at the candidate's version. A tracking server that
    goes away meanwhile: the nightly's record is kept in the outbox for ``harness sync`` (`harness.tracking.outbox`).
 
-Exit codes (`NightlyResult.exit_code`): 0 pass, 1 regression, 2 cannot compare (and 2 for bad input, raised).
+An A/A nightly (``aa``, ``harness nightly --aa``) is the drift alarm: its candidate is the baseline's own
+checkpoint, evaluated again with the eval cache bypassed (read nothing, write the fresh output) after the baseline
+was read as recorded (from the eval cache, or its eval run). Infrastructure drift is any metric whose paired
+difference is significant after the correction, or on which more than ``drift_tolerance`` of the items changed
+score (`harness.nightly.stats.drift`); it is tagged ``harness.drift``, logged as ``nightly/drift`` and is the
+verdict ``fail``, with the fingerprint differences as the likely cause.
+
+Exit codes (`NightlyResult.exit_code`): 0 pass, 1 regression (or drift), 2 cannot compare (and 2 for bad input).
 """
 
 from __future__ import annotations
@@ -37,7 +48,7 @@ from harness.nightly import history, records, sides
 from harness.config_base import to_dict
 from harness.nightly.config import NightlyConfig
 from harness.nightly.result import ArenaSummary, NightlyResult
-from harness.nightly.stats import Comparison, compare_suite, overall_verdict
+from harness.nightly.stats import Comparison, compare_suite, drift, overall_verdict
 from harness.tracking import schema
 
 if TYPE_CHECKING:
@@ -49,18 +60,21 @@ if TYPE_CHECKING:
 EXAMPLES = 3  # regressed items shown per regressed metric
 
 
-def run_nightly(candidate: str, baseline: str | None, cfg: NightlyConfig, *, promote: bool = False,
-                out: TextIO | None = None, ray: str | None = None) -> NightlyResult:
+def run_nightly(candidate: str | None, baseline: str | None, cfg: NightlyConfig, *, promote: bool = False,
+                out: TextIO | None = None, ray: str | None = None, aa: bool = False) -> NightlyResult:
     """Run one nightly (see the module docstring) and record it in MLflow.
 
     Args:
-        candidate: the checkpoint to judge: folder, hub id, MLflow URI or alias.
+        candidate: the checkpoint to judge: folder, hub id, MLflow URI or alias; with `aa`, None (the baseline's
+            checkpoint) or the same checkpoint as the baseline.
         baseline: an alias, a model or ``last-pass``; None takes ``cfg.baseline``.
         cfg: the nightly configuration.
         promote: on a pass, point ``cfg.alias`` of ``cfg.registered_model`` at the candidate's version.
         out: where progress lines go (default stderr).
         ray: a Ray cluster's ``HOST:PORT``: both sides' suite entries are computed there first
             (`harness.evals.sweep`), then evaluated (from the cache) and recorded here as without it.
+        aa: an A/A check (see the module docstring): the baseline's checkpoint evaluated again, cache bypassed,
+            against its recorded scores; drift is the verdict ``fail``.
 
     Returns:
         The `NightlyResult` (its `exit_code` is the command's).
@@ -80,30 +94,42 @@ def run_nightly(candidate: str, baseline: str | None, cfg: NightlyConfig, *, pro
     version = records.suite_version(spec)
     where = {"registered_model": cfg.registered_model, "suite": spec.name, "experiment": cfg.experiment,
              "results_dir": results}
-    cand = sides.resolve(candidate, role="candidate", **where)
+    if aa and (promote or ray):
+        raise HarnessError(f"--aa checks the baseline against itself: {'--promote' if promote else '--ray'} does not "
+                           "apply (an A/A check promotes nothing and evaluates here)")
+    if candidate is None and not aa:
+        raise HarnessError("--candidate is required: the checkpoint to judge (or --aa, to check the baseline "
+                           "against itself)")
     base = sides.resolve(baseline or cfg.baseline, role="baseline", suite_version=version, **where)
+    cand = sides.resolve(candidate, role="candidate", **where) if candidate else base
+    if aa:
+        cand = sides.again(cand)
     promote_to = sides.promotion_version(cand, cfg.registered_model, results) if promote else None
-    sides.check_distinct(cand, base)  # a checkpoint against itself compares nothing
+    sides.check_distinct(cand, base, results, aa=aa, promote=promote)  # a checkpoint against itself: only A/A
 
     tags = {**provenance.tags(cfg.seed), **schema.tags(suite=spec.name, suite_version=version, candidate=cand.model,
-                                                      baseline=base.model)}
+                                                      baseline=base.model, aa="true" if aa else None)}
     kept: list[NightlyResult] = []  # the result once computed: if the server goes away, kept in the outbox
     with outbox.run(schema.nightly_run_name(spec.name, cand.label), schema.Kind.NIGHTLY, experiment=cfg.experiment,
                     results_dir=results, tags=tags, keep=lambda entry: _keep(entry, kept, cfg)) as run:
         run.write(schema.NIGHTLY_CONFIG, to_dict(cfg))
         result = NightlyResult(verdict="cannot-compare", suite=spec.name, suite_version=version, candidate=cand,
-                               baseline=base, correction=cfg.correction, alpha=cfg.alpha, run_id=run.run_id)
+                               baseline=base, correction=cfg.correction, alpha=cfg.alpha, run_id=run.run_id, aa=aa,
+                               drift_tolerance=cfg.drift_tolerance, power=cfg.power)
         print(f"nightly {spec.name} (version {version}): candidate {cand.label}, baseline {base.label}",
               file=out, flush=True)
         if ray:
             _sweep([side for side in (cand, base) if side.eval_run is None], cfg, results, ray)
+        if aa and base.eval_run is None:  # the recorded scores first: the fresh eval replaces them in the cache
+            base.eval_run = _evaluate(base, cfg, run, results)
         if cand.eval_run is None:  # else an eval run given as run:<id>
-            cand.eval_run = _evaluate(cand, cfg, run, results, swept=bool(ray))
+            cand.eval_run = _evaluate(cand, cfg, run, results, swept=bool(ray), fresh=aa)
         if base.eval_run is None:
             base.eval_run = _evaluate(base, cfg, run, results, swept=bool(ray))
         c_rec = records.load_record(cand.eval_run, results)
         b_rec = records.load_record(base.eval_run, results)
         result.skills = dict(zip(c_rec.scores.task, c_rec.scores.skill))
+        result.fingerprint = records.fingerprint_differences(c_rec, b_rec)
         result.contamination_run, result.contamination = _contamination(c_rec, cfg, results)
         if base.suite_version and base.suite_version != version:
             result.reasons.append(f"the last passing nightly ({base.nightly_run}) ran suite version "
@@ -112,10 +138,13 @@ def run_nightly(candidate: str, baseline: str | None, cfg: NightlyConfig, *, pro
         if not result.reasons:
             pairs = records.paired_metrics(spec, c_rec, b_rec, cfg)
             result.comparisons = compare_suite(pairs, correction=cfg.correction, alpha=cfg.alpha,
-                                               rounds=cfg.rounds, seed=cfg.seed)
+                                               rounds=cfg.rounds, seed=cfg.seed, power=cfg.power)
             result.verdict = overall_verdict(result.comparisons)
+            if aa:
+                result.drift = drift(result.comparisons, alpha=cfg.alpha, tolerance=cfg.drift_tolerance)
+                result.verdict = "fail" if result.drift else "pass"
             result.examples = _examples(result.regressions, c_rec, b_rec)
-            if cfg.arena.enabled:
+            if cfg.arena.enabled and not aa:  # an arena of a checkpoint against itself measures its judge only
                 result.arena = _arena(cand, base, cfg, run, results, out)
         result.trend = history.trend(result, results_dir=results, experiment=cfg.experiment, last=cfg.history)
         kept.append(result)
@@ -153,12 +182,17 @@ def _sweep(todo: list[sides.Side], cfg: NightlyConfig, results: Path, address: s
                       threads=cfg.threads)
 
 
-def _evaluate(side: sides.Side, cfg: NightlyConfig, run: "Run", results: Path, swept: bool = False) -> str:
+def _evaluate(side: sides.Side, cfg: NightlyConfig, run: "Run", results: Path, swept: bool = False,
+              fresh: bool = False) -> str:
+    """Evaluate one side as an eval run nested under the nightly's; `fresh`: read no cache (the output computed
+    now replaces the eval cache's entry, `harness.evals.cache`)."""
     from harness.evals import evaluate
 
-    settings = replace(cfg.eval, cache=True) if swept else cfg.eval  # swept: every entry is in the eval cache
+    settings = cfg.eval
+    if swept or fresh:  # swept: every entry is in the eval cache
+        settings = replace(cfg.eval, cache=not fresh)
     evaluated = evaluate(side.model, cfg.suite, cfg=settings, results_dir=results, parent=run,
-                         experiment=cfg.experiment, trust_remote_code=cfg.trust_remote_code)
+                         experiment=cfg.experiment, trust_remote_code=cfg.trust_remote_code, budget=cfg.budget)
     return evaluated.run_id
 
 
@@ -240,10 +274,13 @@ def _log_results(run: "Run", result: NightlyResult, cfg: NightlyConfig) -> None:
         counts["improvements"]: sum(c.verdict == "improvement" for c in result.comparisons),
         counts["pass"]: float(result.verdict == "pass"),
     }
+    if result.aa:
+        metrics.update({counts["drift"]: float(bool(result.drift)), counts["drifted"]: len(result.drift)})
     for c in result.comparisons:
         key = result.metric_key(c)
         metrics[key] = c.candidate_mean
-        values = (c.baseline_mean, c.delta, c.ci_low, c.ci_high, c.p_value, c.p_adjusted)
+        values = (c.baseline_mean, c.delta, c.ci_low, c.ci_high, c.p_value, c.p_adjusted, c.mde, c.discordant,
+                  c.discordant_ci_low, c.discordant_ci_high)
         metrics.update({schema.nightly_metric(prefix, key): v for prefix, v in zip(schema.NIGHTLY_PREFIXES, values)})
     if result.arena:
         metrics.update({"arena/elo_delta": result.arena.elo_delta, "arena/p_win": result.arena.p_win})
@@ -266,4 +303,5 @@ def _log_report_and_verdict(run: "Run", result: NightlyResult) -> None:
     run.set_tags(schema.tags(candidate_eval_run=cand.eval_run, baseline_eval_run=base.eval_run,
                              regressions=sorted({c.task for c in result.regressions}), verdict=result.verdict,
                              candidate_version="/".join(cand.registered) if cand.registered else None,
-                             promoted=result.promoted))
+                             promoted=result.promoted,
+                             drift=str(bool(result.drift)).lower() if result.aa and result.comparisons else None))

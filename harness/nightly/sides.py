@@ -37,6 +37,7 @@ class Side:
     eval_run: str | None = None  # an eval run holding its per-item scores (last-pass), else set after evaluation
     nightly_run: str | None = None  # the nightly it was taken from (last-pass)
     suite_version: str | None = None  # the suite version of that nightly (last-pass)
+    model_hash: str | None = None  # the checkpoint's content hash, as its eval run records it (run:<id>, last-pass)
 
 
 def _registered_version(uri: str, results_dir) -> tuple[str, str]:
@@ -73,8 +74,11 @@ def _last_pass(suite: str, version: str | None, experiment: str, results_dir) ->
     row = (same if len(same) else found).iloc[0]
     tags = schema.check_version(schema.row_tags(row), row["run_id"])
     when = row["start_time"].strftime("%Y-%m-%d %H:%M")
+    evaluated = store.find_run(tags.candidate_eval_run, results_dir) if tags.candidate_eval_run else None
+    model_hash = schema.RunTags.from_tags(evaluated["tags"]).model_hash if evaluated else None
     return Side(spec=LAST_PASS, model=tags.candidate, label=f"last pass ({when})",
-                eval_run=tags.candidate_eval_run, nightly_run=row["run_id"], suite_version=tags.suite_version)
+                eval_run=tags.candidate_eval_run, nightly_run=row["run_id"], suite_version=tags.suite_version,
+                model_hash=model_hash)
 
 
 def _eval_run(spec: str, role: str, results_dir) -> Side:
@@ -89,7 +93,8 @@ def _eval_run(spec: str, role: str, results_dir) -> Side:
     except HarnessError as err:
         raise HarnessError(f"--{role} {spec!r}: {err}") from None
     model = tags.model or run_id
-    return Side(spec, model, f"{Path(model.rstrip('/')).name or model} (run {run_id[:8]})", eval_run=run_id)
+    return Side(spec, model, f"{Path(model.rstrip('/')).name or model} (run {run_id[:8]})", eval_run=run_id,
+                model_hash=tags.model_hash)
 
 
 def resolve(spec: str, *, role: str, registered_model: str, suite: str, experiment: str,
@@ -141,32 +146,72 @@ def resolve(spec: str, *, role: str, registered_model: str, suite: str, experime
                        f"{EVAL_RUN}<eval run id> or '{LAST_PASS}'")
 
 
-def check_distinct(candidate: Side, baseline: Side) -> None:
-    """Refuse a nightly of a checkpoint against itself: both sides evaluated from the same spec, the same version of
-    a registered model, or local folders with the same content hash. (A side that is an eval run already in the
-    store, ``run:<id>`` or ``last-pass``, is a record, which may differ from a fresh eval of the same bytes: an
-    lm-eval import checked against a harness eval, say.)
+def content_hash(side: Side, results_dir: str | os.PathLike) -> str | None:
+    """The side's checkpoint content hash, where it is known without loading or downloading a model: an eval run's
+    (its tag), a registered version's (recorded on its LoggedModel by the pipeline that trained it), a local
+    folder's (hashed); None for a hub id, or a version or URI whose record names no hash."""
+    from harness.models import load
+    from harness.tracking import store
+
+    if side.model_hash:
+        return side.model_hash
+    if side.registered:
+        name, version = side.registered
+        found = next((v for v in store.model_versions(name, results_dir) if v["version"] == version), None)
+        run = store.find_run(found["run_id"], results_dir) if found and found["run_id"] else None
+        model_id = schema.RunTags.from_tags(run["tags"]).logged_model if run else None
+        return store.logged_model_hash(model_id, results_dir) if model_id else None
+    if Path(side.model).is_dir():
+        return load.content_hash(side.model)
+    return None
+
+
+def _sameness(candidate: Side, baseline: Side, results_dir: str | os.PathLike) -> str | None:
+    """Why the two sides are one checkpoint (the same spec, eval run, registered version or content hash), or
+    None."""
+    if candidate.eval_run and candidate.eval_run == baseline.eval_run:
+        return f"both are eval run {candidate.eval_run}"
+    if not (candidate.eval_run or baseline.eval_run) and candidate.model == baseline.model:
+        return f"both are {candidate.model!r}"
+    if candidate.registered and candidate.registered == baseline.registered:
+        return f"both are version {candidate.registered[1]} of registered model {candidate.registered[0]!r}"
+    digest = content_hash(candidate, results_dir)
+    if digest and digest == content_hash(baseline, results_dir):
+        return f"{candidate.model!r} and {baseline.model!r} have the same content hash {digest}"
+    return None
+
+
+def check_distinct(candidate: Side, baseline: Side, results_dir: str | os.PathLike, *, aa: bool = False,
+                   promote: bool = False) -> None:
+    """Refuse a nightly of a checkpoint against itself, before any model work: the same spec, the same eval run,
+    the same version of a registered model, or the same content hash (`content_hash`: a folder against the alias
+    registered from it, the last passing nightly's own candidate). An A/A check (`aa`) asks for exactly that.
+
+    A side given as ``run:<id>`` may have the other side's content hash without `promote`: such a nightly checks two
+    records of one checkpoint (an lm-eval import against a harness eval, a watched checkpoint against a champion of
+    the same bytes) and promotes nothing.
 
     Raises:
-        HarnessError: the two sides are one checkpoint.
+        HarnessError: the two sides are one checkpoint (or, with `aa`, two).
     """
-    from harness.models import load
-
-    if candidate.eval_run or baseline.eval_run:
+    why = _sameness(candidate, baseline, results_dir)
+    if aa:
+        if why is None:
+            raise HarnessError(f"--aa compares a checkpoint with itself, but candidate {candidate.spec!r} and baseline "
+                               f"{baseline.spec!r} are two checkpoints; leave out --candidate")
         return
-    why = None
-    if candidate.model == baseline.model:
-        why = f"both are {candidate.model!r}"
-    elif candidate.registered and candidate.registered == baseline.registered:
-        why = f"both are version {candidate.registered[1]} of registered model {candidate.registered[0]!r}"
-    elif Path(candidate.model).is_dir() and Path(baseline.model).is_dir():
-        digest = load.content_hash(candidate.model)
-        if digest == load.content_hash(baseline.model):
-            why = f"{candidate.model!r} and {baseline.model!r} have the same content hash {digest}"
-    if why:
+    records = candidate.spec.startswith(EVAL_RUN) or baseline.spec.startswith(EVAL_RUN)
+    if why and (not records or promote or why.startswith("both are eval run")):
         raise HarnessError(f"candidate {candidate.spec!r} and baseline {baseline.spec!r} are the same checkpoint "
                            f"({why}): a nightly compares two; give --baseline another model, an alias (champion) "
-                           f"or '{LAST_PASS}'")
+                           f"or '{LAST_PASS}', or --aa for an A/A check of the checkpoint against itself")
+
+
+def again(side: Side) -> Side:
+    """The checkpoint of `side`, to be evaluated afresh (an A/A nightly's candidate: ``--aa``), even where `side` is
+    an eval run already in the store."""
+    return Side(spec=side.spec, model=side.model, label=f"{side.label}, evaluated again", registered=side.registered,
+                model_hash=side.model_hash)
 
 
 def promotion_version(side: Side, registered_model: str, results_dir: str | os.PathLike) -> str:

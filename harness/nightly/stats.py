@@ -27,10 +27,13 @@ Choices, and why:
   in score units. The gate is on the observed delta, so a true drop exactly equal to `min_effect` is caught only
   about half the time: set `min_effect` below the smallest drop that must be caught reliably.
 
-Power depends mostly on how often the two checkpoints disagree per item. With McNemar and Holm over 10 metrics,
-a 3-point drop on 1000 items is caught at 80% only if roughly 6.5% or fewer of the items differ between the two
-checkpoints; if the two models' answers were independent given the accuracy, it is caught ~7% of the time
-(simulations in tests/test_nightly_stats.py).
+Power depends mostly on how often the two checkpoints disagree per item, so every comparison reports the share
+of items the two sides score differently (``discordant``, with its 95% Wilson CI) and the minimum detectable effect
+at its n and that disagreement (``mde``: the drop caught with probability ``power`` at alpha / metrics,
+`harness.nightly.power`). An A/A nightly (the same checkpoint against itself) should show no discordant items.
+With McNemar and Holm over 10 metrics, a 3-point drop on 1000 items is caught at 80% only if roughly 6.5% or fewer
+of the items differ between the two checkpoints; if the two models' answers were independent given the accuracy,
+it is caught ~7% of the time (simulations in tests/test_nightly_stats.py).
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ import numpy as np
 from scipy import stats as sps
 
 from harness.errors import HarnessError
+from harness.nightly import power as power_analysis
 from harness.nightly.config import Correction
 
 __all__ = [
@@ -55,6 +59,7 @@ __all__ = [
     "paired_bootstrap_ci",
     "adjust_p_values",
     "compare_suite",
+    "drift",
     "overall_verdict",
 ]
 
@@ -182,6 +187,10 @@ class Comparison:
     higher_is_better: bool
     min_effect: float
     verdict: str  # "regression", "improvement" or "no change"
+    discordant: float = float("nan")  # share of items the two sides score differently
+    discordant_ci_low: float = float("nan")  # its 95% Wilson CI
+    discordant_ci_high: float = float("nan")
+    mde: float = float("nan")  # minimum detectable effect at n, that disagreement, alpha / metrics and the power
 
 
 def mcnemar_exact(candidate: np.ndarray, baseline: np.ndarray) -> float:
@@ -359,8 +368,23 @@ def _verdict(delta: float, p_adjusted: float, alpha: float, higher_is_better: bo
     return "improvement" if (delta > 0) == higher_is_better else "regression"
 
 
+def _disagreement(s: PairedScores, level: float, power: float) -> dict[str, float]:
+    """The share of items the two sides score differently, its 95% Wilson CI, and the metric's minimum detectable
+    effect at `level` and `power` (`harness.nightly.power`: exact McNemar for 0/1 scores, else the normal
+    approximation on the per-item differences)."""
+    diff = s.candidate - s.baseline
+    n, changed = diff.size, int(np.count_nonzero(diff))
+    low, high = _wilson(changed, n, float(sps.norm.isf(0.025)))
+    if s.test == "mcnemar":
+        mde = power_analysis.detectable_effect(n, changed / n, alpha=level, power=power)
+    else:
+        mde = power_analysis.detectable_shift(diff, s.weights, alpha=level, power=power)
+    return {"discordant": changed / n, "discordant_ci_low": max(0.0, float(low)),
+            "discordant_ci_high": min(1.0, float(high)), "mde": mde}
+
+
 def compare_suite(metrics: Sequence[PairedScores], *, correction: str = "holm", alpha: float = 0.05,
-                  rounds: int = 10_000, seed: int = 0) -> list[Comparison]:
+                  rounds: int = 10_000, seed: int = 0, power: float | None = 0.8) -> list[Comparison]:
     """Compare candidate and baseline on every metric of a nightly, with multiple-comparison control.
 
     Args:
@@ -369,6 +393,8 @@ def compare_suite(metrics: Sequence[PairedScores], *, correction: str = "holm", 
         alpha: familywise error (Holm) or false discovery rate (BH) of the verdicts.
         rounds: permutation and bootstrap rounds for continuous metrics.
         seed: base seed; metric i uses a seed derived from (seed, i), so results depend on the order given.
+        power: the power at which each metric's minimum detectable effect is reported (at alpha / metrics); None
+            leaves the disagreement and the effect out (NaN), for simulations that only need the verdicts.
 
     Returns:
         one Comparison per metric, in the input order.
@@ -379,6 +405,8 @@ def compare_suite(metrics: Sequence[PairedScores], *, correction: str = "holm", 
         raise HarnessError(f"alpha={alpha}; must be between 0 and 1, e.g. 0.05")
     if rounds < 1:
         raise HarnessError(f"rounds={rounds}; must be a positive integer, e.g. 10000")
+    if power is not None and not 0 < power < 1:
+        raise HarnessError(f"power={power}; must be between 0 and 1, e.g. 0.8")
     if not metrics:
         raise HarnessError("no metrics to compare; a nightly needs at least one (task, metric)")
     keys = [(s.task, s.metric) for s in metrics]
@@ -397,7 +425,32 @@ def compare_suite(metrics: Sequence[PairedScores], *, correction: str = "holm", 
             baseline_mean=base_mean, delta=delta, ci_low=low, ci_high=high, p_value=float(p),
             p_adjusted=float(p_adj), test=test, ci_method=ci_method, correction=correction,
             higher_is_better=s.higher_is_better, min_effect=float(s.min_effect),
-            verdict=_verdict(delta, float(p_adj), alpha, s.higher_is_better, s.min_effect)))
+            verdict=_verdict(delta, float(p_adj), alpha, s.higher_is_better, s.min_effect),
+            **(_disagreement(s, alpha / len(metrics), power) if power is not None else {})))
+    return out
+
+
+def drift(comparisons: Sequence[Comparison], *, alpha: float = 0.05, tolerance: float = 0.01) -> list[str]:
+    """Infrastructure drift in an A/A comparison (one checkpoint, its recorded scores against a fresh evaluation):
+    the metrics whose own scores moved beyond noise, one line each.
+
+    A metric drifts when its paired difference is significant after the multiple-comparison correction (adjusted
+    p <= `alpha`, whatever its size or min_effect), or when more than `tolerance` of its items changed score. With
+    greedy decoding on the same software and hardware nothing changes at all; a few items flipping in their last
+    bits (another batch composition, another kernel) stays under a small tolerance.
+
+    Returns:
+        ``task metric: ...`` lines; empty when nothing drifted.
+    """
+    out = []
+    for c in comparisons:
+        changed = f"{c.discordant:.1%} of {c.n} items changed score " \
+                  f"[{c.discordant_ci_low:.1%}, {c.discordant_ci_high:.1%}]"
+        if c.p_adjusted <= alpha:
+            out.append(f"{c.task} {c.metric}: {c.delta:+.4f} [{c.ci_low:+.4f}, {c.ci_high:+.4f}], significant "
+                       f"(adjusted p {c.p_adjusted:.2g}); {changed}")
+        elif c.discordant > tolerance:
+            out.append(f"{c.task} {c.metric}: {changed}, above the tolerance {tolerance:.1%} (delta {c.delta:+.4f})")
     return out
 
 

@@ -5,7 +5,9 @@ Modules, in data-flow order:
 - `battles`: read and check battle files (Chatbot Arena format), aggregate them to per-pair counts.
 - `elo`: the Elo scale (margin ↔ win probability), predicted win-probability matrices, online Elo.
 - `bt`: Bradley-Terry maximum likelihood (Newton on pair counts), identifiability checks, anchoring.
-- `intervals`: Poisson-bootstrap percentile CIs with vectorised warm-started refits, CI-aware ranks.
+- `intervals`: Poisson-bootstrap percentile CIs with vectorised warm-started refits, CI-aware ranks and rank intervals.
+- `sandwich`: sandwich (Huber-White) standard errors of the fit, clustered by prompt; rank intervals from any CIs.
+- `arena_hard`: Arena-Hard's scoring (each position game a battle, a strong verdict three) and its win rates.
 - `style`: style control (Bradley-Terry with response-length and markdown covariates).
 - `tables`: the leaderboard and the win-rate / battle-count matrices.
 - `alpaca`: AlpacaEval win rate, standard error and length-controlled win rate from annotations files.
@@ -27,6 +29,7 @@ _API = {
     "PairCounts": "battles",
     "aggregate": "battles",
     "read_battles": "battles",
+    "expand_verdicts": "arena_hard",
     "BootstrapResult": "intervals",
     "bootstrap": "intervals",
     "ci_ranks": "intervals",
@@ -43,6 +46,8 @@ _API = {
     "leaderboard": "tables",
     "model_totals": "tables",
     "simulate_battles": "simulate",
+    "SandwichResult": "sandwich",
+    "sandwich": "sandwich",
     "StyleFit": "style",
     "fit_style_bt": "style",
     "style_bootstrap": "style",
@@ -57,6 +62,7 @@ __all__ = [
     "BootstrapResult",
     "NotIdentifiableError",
     "PairCounts",
+    "SandwichResult",
     "StyleFit",
     "aggregate",
     "alpaca_winrate",
@@ -66,6 +72,7 @@ __all__ = [
     "check_identifiable",
     "ci_ranks",
     "empirical_win_rate_matrix",
+    "expand_verdicts",
     "fit_bt",
     "fit_style_bt",
     "leaderboard",
@@ -74,6 +81,7 @@ __all__ = [
     "online_elo",
     "read_annotations",
     "read_battles",
+    "sandwich",
     "simulate_battles",
     "style_bootstrap",
     "style_features",

@@ -4,7 +4,7 @@
     harness elo margin 0.64 0.75            # rating margin for each win probability
     harness elo matrix ratings.json         # predicted win-probability matrix (or MODEL=RATING ...)
     harness rate battles.jsonl --bootstrap 1000 --seed 0 --anchor gpt-4o=1200 --format json
-    harness winrate annotations/*.json --difficulty instruction_difficulty.csv --format markdown
+    harness winrate annotations/*.json --difficulty instruction_difficulty.csv --baseline-outputs gpt4_1106_preview.json
 
 Only argparse is imported here; numpy, pandas and friends load inside the handlers.
 """
@@ -40,6 +40,30 @@ def _odds_base(text: str) -> float:
     value = _number(text)
     if value <= 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a valid odds base (valid: > 1)")
+    return value
+
+
+def _gamed(text: str) -> tuple[str, float | None]:
+    path, sep, rate = text.rpartition("=")
+    if not sep:
+        return text, None
+    value = _number(rate)
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"{text!r}: the win rate must be in [0, 100] (percent)")
+    return path, value
+
+
+def _family(text: str) -> tuple[str, str]:
+    model, sep, family = text.rpartition("=")
+    if not sep or not model or not family:
+        raise argparse.ArgumentTypeError(f"expected MODEL=FAMILY, got {text!r}")
+    return model, family
+
+
+def _at_least_one(text: str) -> int:
+    value = _count(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is out of range (valid: >= 1)")
     return value
 
 
@@ -104,6 +128,15 @@ def add_parsers(sub) -> None:
     _scale_args(p)
     p.add_argument("--style", action="store_true",
                    help="add style-controlled ratings (needs len_a/len_b or conv_metadata in the battles)")
+    p.add_argument("--scoring", choices=("battles", "arena-hard"), default="battles",
+                   help="battles = each row is one battle (default); arena-hard = harness arena records "
+                        "(verdict_ab, verdict_ba) scored as arena-hard-auto does: each position game a battle, a "
+                        "strong verdict (>>) counted --strong-weight times")
+    p.add_argument("--strong-weight", type=_at_least_one, default=3, metavar="N",
+                   help="battles per strong verdict with --scoring arena-hard, >= 1 (default 3, arena-hard-auto's)")
+    p.add_argument("--cluster", default="auto", metavar="COLUMN",
+                   help="cluster the sandwich standard errors by this column; auto (default) = prompt_id or "
+                        "question_id when present; none = every battle on its own")
     p.add_argument("--method", choices=("bt", "online-elo"), default="bt",
                    help="bt = Bradley-Terry (default); online-elo = sequential Elo, order-dependent, no CIs")
     p.add_argument("--k", type=_positive, default=4.0, help="online Elo step, > 0 (default 4)")
@@ -118,10 +151,25 @@ def add_parsers(sub) -> None:
     )
     p.add_argument("annotations", nargs="+", metavar="ANNOTATIONS.json", help="AlpacaEval annotations file(s)")
     p.add_argument("--difficulty", metavar="CSV",
-                   help="instruction difficulty (index,instruction_difficulty); default: estimated jointly")
+                   help="instruction difficulty (index,instruction_difficulty with --baseline-outputs naming the "
+                        "rows, or instruction,instruction_difficulty); default: estimated jointly")
+    p.add_argument("--baseline-outputs", metavar="OUTPUTS.json",
+                   help="the baseline's AlpacaEval outputs (e.g. model_outputs/gpt4_1106_preview.json): AlpacaEval's "
+                        "instruction order for an index-only difficulty file, the baseline's lengths for --gamed")
+    p.add_argument("--gamed", action="append", type=_gamed, default=[], metavar="OUTPUTS.json[=WIN_RATE]",
+                   help="a length-gamed baseline's outputs regularising the LC GLM (AlpacaEval: "
+                        "gpt4_1106_preview_concise and _verbose); =WIN_RATE: a constant preference at that win rate "
+                        "(percent), else AlpacaEval's published GLM weights for it; repeatable")
     p.add_argument("--drop-missing", action="store_true", help="leave out annotations without a preference")
+    p.add_argument("--labels", metavar="FILE",
+                   help="human labels (prompt_id or instruction, model_a, model_b, winner; JSON, JSONL, CSV or "
+                        "Parquet): the annotator's accuracy and Cohen's kappa against them")
+    p.add_argument("--judge-family", metavar="FAMILY",
+                   help="the annotator's model family; with --family, its self-preference statistics")
+    p.add_argument("--family", action="append", type=_family, default=[], metavar="MODEL=FAMILY",
+                   help="a generator's model family (the baseline's too); repeatable")
     _output_args(p)
-    _mlflow_args(p, "win rates and the leaderboard")
+    _mlflow_args(p, "win rates, the judge's reliability and the leaderboard")
     p.set_defaults(func=_winrate)
 
 
@@ -204,6 +252,10 @@ def _rate(args: argparse.Namespace) -> int:
     from harness.ratings.battles import read_battles
 
     battles = read_battles(args.battles)
+    if args.scoring == "arena-hard":
+        from harness.ratings.arena_hard import expand_verdicts
+
+        battles = expand_verdicts(battles, strong_weight=args.strong_weight, source=", ".join(args.battles))
     anchor = dict([args.anchor]) if args.anchor else None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -213,7 +265,8 @@ def _rate(args: argparse.Namespace) -> int:
             from harness.ratings.tables import leaderboard
 
             board = leaderboard(battles, rounds=args.bootstrap, seed=args.seed, level=args.level, anchor=anchor,
-                                l2=args.l2, scale=args.scale, base=args.base, init=args.init, style=args.style)
+                                l2=args.l2, scale=args.scale, base=args.base, init=args.init, style=args.style,
+                                cluster=None if args.cluster == "none" else args.cluster)
     for w in caught:
         print(f"harness: warning: {w.message}", file=sys.stderr)
     caption = _caption(board, battles, args)
@@ -256,7 +309,15 @@ def _caption(board, battles, args: argparse.Namespace) -> str:
     if args.style:
         coef = ", ".join(f"{k} {v:+.1f}" for k, v in board.attrs.get("style_coefficients", {}).items())
         style = f"; style_* = style-controlled (rating points per SD of each style covariate: {coef})"
-    return f"{head}; Bradley-Terry (ties = half a win), scale {args.scale:g}, base {args.base:g}, {anchor}; {ci}{style}"
+    scoring = (f"; Arena-Hard scoring (each position game a battle, >> = {args.strong_weight} battles)"
+               if args.scoring == "arena-hard" else "")
+    se = ""
+    if "se_cluster" in board.attrs:
+        cluster = board.attrs["se_cluster"]
+        by = "per battle" if cluster == "none" else f"clustered by {cluster}, {board.attrs['se_clusters']} clusters"
+        se = f"; se = sandwich standard error ({by}); rank_ci = {board.attrs['rank_ci_method']}"
+    return (f"{head}{scoring}; Bradley-Terry (ties = half a win), scale {args.scale:g}, base {args.base:g}, {anchor}; "
+            f"{ci}{se}{style}")
 
 
 def _online_board(battles, args: argparse.Namespace):
@@ -293,7 +354,8 @@ def _rate_figures(board, battles, args: argparse.Namespace):
     return figures, matrices
 
 
-def _log(args: argparse.Namespace, command: str, board, matrices, figures) -> None:
+def _log(args: argparse.Namespace, command: str, board, matrices, figures,
+         metrics: dict[str, float] | None = None) -> None:
     from pathlib import Path
 
     from harness.provenance import tags as provenance_tags
@@ -308,6 +370,8 @@ def _log(args: argparse.Namespace, command: str, board, matrices, figures) -> No
     tags = {**provenance_tags(getattr(args, "seed", None), with_device=False), **schema.tags(command=command)}
     with store.run(name, schema.Kind.RATINGS, experiment=args.experiment, results_dir=args.results, tags=tags) as run:
         log_ratings(run, board, params=params, matrices=matrices, figures=figures, prefix=command)
+        if metrics:
+            run.log_metrics(metrics)
         extra = {k: v for k, v in board.attrs.items() if isinstance(v, dict) and v}
         if extra:
             run.write(schema.ratings_details(command), extra)
@@ -317,26 +381,66 @@ def _log(args: argparse.Namespace, command: str, board, matrices, figures) -> No
 def _winrate(args: argparse.Namespace) -> int:
     import warnings
 
+    from harness.errors import HarnessError
     from harness.ratings.alpaca import alpaca_winrate
 
+    if bool(args.judge_family) != bool(args.family):
+        raise HarnessError("--judge-family and --family go together: the annotator's family and the generators' "
+                           "(e.g. --judge-family gpt4 --family gpt4_1106_preview=gpt4)")
+    labels = None
+    if args.labels:
+        from harness.ratings.reliability import read_labels
+
+        labels = read_labels(args.labels)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        table = alpaca_winrate(args.annotations, difficulty=args.difficulty, drop_missing=args.drop_missing)
+        table = alpaca_winrate(args.annotations, difficulty=args.difficulty, baseline_outputs=args.baseline_outputs,
+                               gamed=args.gamed, drop_missing=args.drop_missing)
     for w in caught:
         print(f"harness: warning: {w.message}", file=sys.stderr)
     caption = (f"AlpacaEval metrics against {', '.join(sorted(set(table['baseline'])))} (percent); "
-               f"LC difficulty: {table.attrs['difficulty']}")
+               f"LC difficulty: {table.attrs['difficulty']}; gamed baselines: {table.attrs['gamed']}")
     text = _render(table, args.format, {"standard_error": 2, "win_rate": 2, "discrete_win_rate": 2,
-                                             "length_controlled_winrate": 2})
+                                             "length_controlled_winrate": 2, "lc_standard_error": 2})
+    reliability, judge = _annotator_reliability(args, labels)
+    lines = _reliability_lines(reliability, judge)
     if args.format in ("table", "markdown"):
-        text = caption + "\n\n" + text
+        text = caption + "\n\n" + text + "\n\n" + lines
     else:
         print(caption, file=sys.stderr)
+        print(lines, file=sys.stderr)
     _emit(text, args.output)
     if args.mlflow:
         from harness.report.figures import ratings_figure
+        from harness.tracking import schema
 
         view = table.assign(rating=table["length_controlled_winrate"])
         figures = {"lc_winrate": ratings_figure(view, title="Length-controlled win rate (%)")}
-        _log(args, "winrate", table, {}, figures)
+        table.attrs[schema.judge_param("model")] = judge
+        _log(args, "winrate", table, {}, figures, metrics=reliability.metrics())
     return 0
+
+
+def _annotator_reliability(args: argparse.Namespace, labels):
+    """The annotator's reliability from the annotations (read again: the win rates above checked them) and its
+    name (the files' ``annotator`` field)."""
+    from harness.ratings.alpaca import read_annotations
+    from harness.ratings.reliability import annotations_reliability
+
+    frames = [read_annotations(path, drop_missing=args.drop_missing) for path in args.annotations]
+    names = sorted({str(a) for f in frames if "annotator" in f.columns for a in f["annotator"].dropna().unique()})
+    report = annotations_reliability(frames, judge_family=args.judge_family, families=dict(args.family),
+                                     labels=labels)
+    for note in report.notes:
+        print(f"harness: warning: judge reliability: {note}", file=sys.stderr)
+    return report, ", ".join(names) or "unknown"
+
+
+def _reliability_lines(report, judge: str) -> str:
+    from harness.report.tables import render
+
+    missing = report.missing_text()
+    table = render(report.display(), {"statistic": "statistic", "estimate": f"estimate [{report.level:.0%} CI]",
+                                      "n": "n"}, align={"estimate": "right"})
+    return (f"Judge reliability (annotator {judge}; {report.level:.0%} CIs clustered by instruction)\n{table}"
+            + (f"\n{missing}" if missing else ""))

@@ -13,8 +13,9 @@ Rounds that do not converge that way are refit one by one with full Newton steps
 model undefeated (or never winning) has no finite maximum; such rounds are fit with a weak L2 penalty
 (`FALLBACK_L2`) and counted in a warning that names the models.
 
-Intervals are percentile intervals at the stated level (default 95%). Rounds run in fixed chunks, each with its own
-seed spawned from `seed`, so results do not depend on the number of threads.
+Intervals are percentile intervals at the stated level (default 95%); so are the rank intervals (`rank_quantiles`:
+each round ranks the models, and a model's interval is the spread of its rank over the rounds). Rounds run in fixed
+chunks, each with its own seed spawned from `seed`, so results do not depend on the number of threads.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 from scipy import sparse
+from scipy.special import expit
 
 from harness.errors import HarnessError
 from harness.ratings.battles import BattlesLike, PairCounts, aggregate
@@ -55,6 +57,7 @@ class BootstrapResult:
         samples: one row per round, one column per model (same order as `ratings`).
         ci_low, ci_high: percentile interval bounds per model.
         rank: CI-aware rank: 1 + the number of models whose lower bound is above this model's upper bound.
+        rank_ci_low, rank_ci_high: percentile interval of the model's rank over the rounds (1 is best).
         level: the confidence level (e.g. 0.95).
         rounds, seed: how the intervals were made.
         method: always "percentile".
@@ -75,9 +78,11 @@ class BootstrapResult:
     fallback_rounds: int = 0
     coefficients: pd.Series | None = None
     meta: dict = field(default_factory=dict)
+    rank_ci_low: pd.Series | None = None
+    rank_ci_high: pd.Series | None = None
 
     def table(self) -> pd.DataFrame:
-        """`model, rating, ci_low, ci_high, rank`, best first."""
+        """`model, rating, ci_low, ci_high, rank, rank_ci_low, rank_ci_high`, best first."""
         return pd.DataFrame(
             {
                 "model": self.ratings.index,
@@ -85,6 +90,8 @@ class BootstrapResult:
                 "ci_low": self.ci_low.to_numpy(),
                 "ci_high": self.ci_high.to_numpy(),
                 "rank": self.rank.to_numpy(),
+                "rank_ci_low": self.rank_ci_low.to_numpy(),
+                "rank_ci_high": self.rank_ci_high.to_numpy(),
             }
         )
 
@@ -102,6 +109,27 @@ def ci_ranks(ci_low: np.ndarray, ci_high: np.ndarray) -> np.ndarray:
     return 1 + (lo[None, :] > hi[:, None]).sum(axis=1)
 
 
+def rank_quantiles(samples: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile interval of each model's rank over bootstrap rounds.
+
+    Args:
+        samples: ratings per round (rounds × models).
+        level: confidence level.
+
+    Returns:
+        `(low, high)` integer ranks per model (1 is best); each round ranks a model 1 + the models rated above it.
+    """
+    samples = np.asarray(samples, dtype=float)
+    rounds, m = samples.shape
+    ranks = np.empty((rounds, m), dtype=np.int64)
+    order = np.argsort(-samples, axis=1, kind="stable")
+    np.put_along_axis(ranks, order, np.arange(1, m + 1)[None, :], axis=1)
+    alpha = (1.0 - level) / 2.0
+    low = np.quantile(ranks, alpha, axis=0, method="lower")
+    high = np.quantile(ranks, 1.0 - alpha, axis=0, method="higher")
+    return low.astype(np.int64), high.astype(np.int64)
+
+
 def _incidence(counts: PairCounts) -> sparse.csr_matrix:
     p, m = len(counts.i), len(counts.models)
     rows = np.concatenate([np.arange(p), np.arange(p)])
@@ -116,8 +144,8 @@ class _Resampler:
     Cells are the per-pair counts `[wins_i | ties | wins_j]`. Integer counts shared by many cells are drawn by exact
     inversion with a guide table (scipy's `DiscreteGuideTable` over the Poisson pmf, truncated where the tail mass is
     below 1e-25), several times faster than numpy's Poisson sampler; the remaining cells use `Generator.poisson`.
-    Cells are kept sorted by count so each table fills a contiguous block, and sparse maps turn the drawn cells into
-    per-pair scores and battle counts.
+    Cells are grouped by count so each table draws one block, written straight to the cells' rows, so that per-pair
+    scores and battle counts are plain sums of the three row blocks.
     """
 
     def __init__(self, counts: PairCounts, rounds: int):
@@ -145,32 +173,30 @@ class _Resampler:
             self.rest_start = 0
         self.order = order
         self.lam_rest = cells[order[self.rest_start:]]
-        kind, pair = order // p, order % p
-        cols = np.arange(len(order))
-        score_weight = np.array([1.0, 0.5, 0.0])[kind]
-        keep = score_weight > 0
-        self.to_score = sparse.csr_matrix((score_weight[keep], (pair[keep], cols[keep])), shape=(p, len(order)))
-        self.to_n = sparse.csr_matrix((np.ones(len(order)), (pair, cols)), shape=(p, len(order)))
         self.n_cells, self.n_pairs = len(cells), p
 
     def draw(self, rng: np.random.Generator, size: int) -> np.ndarray:
-        """Redrawn counts of the non-zero cells (in `order`), cells × rounds."""
-        out = np.empty((len(self.order), size))
+        """Redrawn counts of every cell (`[wins_i | ties | wins_j]` rows, zero where the count is zero) × rounds."""
+        out = np.zeros((self.n_cells, size))
         for start, stop, table in self.blocks:
-            out[start:stop] = table.rvs(size=(stop - start, size), random_state=rng)
+            out[self.order[start:stop]] = table.rvs(size=(stop - start, size), random_state=rng)
         if len(self.lam_rest):
-            out[self.rest_start:] = rng.poisson(self.lam_rest[:, None], size=(len(self.lam_rest), size))
+            out[self.order[self.rest_start:]] = rng.poisson(self.lam_rest[:, None], size=(len(self.lam_rest), size))
         return out
 
     def score_and_n(self, drawn: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per-pair scores and battle counts (pairs × rounds) from `draw`'s output."""
-        return self.to_score @ drawn, self.to_n @ drawn
+        p = self.n_pairs
+        wins, ties = drawn[:p], drawn[p: 2 * p]
+        n = wins + ties
+        score = ties * 0.5
+        score += wins
+        n += drawn[2 * p:]
+        return score, n
 
     def cells(self, drawn: np.ndarray, r: int) -> np.ndarray:
         """Round `r`'s counts as `(wins_i, ties, wins_j)`, 3 × pairs."""
-        out = np.zeros(self.n_cells)
-        out[self.order] = drawn[:, r]
-        return out.reshape(3, self.n_pairs)
+        return drawn[:, r].reshape(3, self.n_pairs)
 
 
 def chord_fit(
@@ -190,7 +216,8 @@ def chord_fit(
         score, n: per row and round, the score and the battle count.
         l2: L2 penalty on the first `n_models` parameters.
         n_models: number of rating parameters.
-        tol: a round stops when its largest step is below this.
+        tol: a round stops when its largest step, or the error left after it (estimated from how much the last two
+            steps shrank), is below this.
         max_iter: step limit.
 
     Returns:
@@ -201,25 +228,28 @@ def chord_fit(
     idx = np.arange(rounds)
     t = x
     converged = np.zeros(rounds, dtype=bool)
+    last = np.full(rounds, np.nan)  # each round's previous step size
     with np.errstate(over="ignore"):
         for _ in range(max_iter):
             z = design @ t  # logits, rows × rounds
-            np.negative(z, out=z)
-            np.exp(z, out=z)
-            z += 1.0
-            np.divide(n, z, out=z)  # n σ(logit)
+            expit(z, out=z)
+            z *= n  # n σ(logit)
             np.subtract(score, z, out=z)  # residuals
             g = design_t @ z  # gradient of the log-likelihood
             if l2:
                 g[:n_models] -= l2 * t[:n_models]
             step = h_inv @ g
             t = t + step
-            done = np.max(np.abs(step), axis=0) < tol
+            size = np.max(np.abs(step), axis=0)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                rate = size / last  # the chord method contracts linearly: the error left is about size·rate/(1−rate)
+                done = (size < tol) | ((rate < 0.5) & (size * rate < tol * (1.0 - rate)))
+            last = size
             if done.any():
                 x[:, idx] = t
                 converged[idx[done]] = True
                 keep = ~done
-                idx, t, score, n = idx[keep], t[:, keep], score[:, keep], n[:, keep]
+                idx, t, score, n, last = idx[keep], t[:, keep], score[:, keep], n[:, keep], last[keep]
                 if idx.size == 0:
                     break
     x[:, idx] = t
@@ -327,12 +357,15 @@ def summarise(
     low, high = np.quantile(samples, [alpha, 1.0 - alpha], axis=0)
     order = np.argsort(-point, kind="stable")
     names = [models[k] for k in order]
+    rank_low, rank_high = rank_quantiles(samples, level)
     return BootstrapResult(
         ratings=pd.Series(point[order], index=names, name="rating"),
         samples=pd.DataFrame(samples[:, order], columns=names),
         ci_low=pd.Series(low[order], index=names, name="ci_low"),
         ci_high=pd.Series(high[order], index=names, name="ci_high"),
         rank=pd.Series(ci_ranks(low[order], high[order]), index=names, name="rank"),
+        rank_ci_low=pd.Series(rank_low[order], index=names, name="rank_ci_low"),
+        rank_ci_high=pd.Series(rank_high[order], index=names, name="rank_ci_high"),
         level=level,
         rounds=len(samples),
         seed=seed,

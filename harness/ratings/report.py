@@ -2,7 +2,8 @@
 
 Table and Markdown output go through the harness's one table renderer (`harness.report.tables`); JSON output is a
 list of objects, one per row, with NaN written as null. MLflow logging goes through
-`harness.tracking.store` only: per-model metrics (`rating/<model>`, `ci_low/<model>`, …), the leaderboard as CSV
+`harness.tracking.store` only: per-model metrics, one per numeric leaderboard column (`rating/<model>`,
+`ci_low/<model>`, the sandwich `se/<model>`, the rank interval `rank_ci_low/<model>`, …), the leaderboard as CSV
 and JSON artifacts, matrices as CSV, and figures as PNG.
 """
 

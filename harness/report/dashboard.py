@@ -5,8 +5,12 @@
 - leaderboard per suite: the latest eval run of every checkpoint (by content hash), overall and per-skill scores
   with 95% CIs (each run's ``skills.csv``), best first; one comparison plot per skill;
 - stage progression base → SFT → DPO → RLVR: the latest pipeline run's eval runs by ``harness.stage``;
-- ratings: the latest arena run's leaderboard with CIs and win-probability heatmap (``arena/*.csv``);
+- ratings: the latest arena run's leaderboard with CIs and win-probability heatmap (``arena/*.csv``), and its
+  judge's reliability with CIs (``reliability/*`` metrics) and fingerprint (``judge.*`` params);
 - cost per stage: the latest pipeline run's train runs (``cost/usd``, ``cost/seconds``, ``cost/tokens``);
+- test-time scaling: the budget-forced eval runs (tag ``harness.budget``, `harness.evals.budgets`), score against
+  mean tokens per item by thinking budget, one line per checkpoint, with 95% CIs (these runs stay out of the
+  leaderboards, which show each checkpoint's unforced run);
 - decontamination: the latest pipeline run's n-gram overlap of each stage dataset with each eval task
   (``decontam/*`` metrics and the ``harness.contaminated`` tag), contaminated tasks flagged;
 - nightlies: verdicts of the latest nightly runs;
@@ -175,8 +179,20 @@ def _arena_section(runs: "pd.DataFrame", results_dir, out: Path) -> dict | None:
                    h.saved(win_matrix_figure(win_prob), out, "arena-win-prob",
                            "predicted win probability, row model over column model")]
         return {"run_id": run["run_id"], "judge": _tag(run, "judge"), "table": h.ratings_table(board),
-                "figures": figures}
+                "figures": figures, "reliability": _reliability(run)}
     return None
+
+
+def _reliability(run) -> dict | None:
+    """The arena judge's reliability and fingerprint, read back from the run's metrics and params."""
+    from harness.ratings.reliability import Reliability
+
+    report = Reliability.from_metrics(run)
+    if report is None:
+        return None
+    fingerprint = [f"{name} {run.get(f'params.{schema.judge_param(name)}')}" for name in schema.JUDGE_FINGERPRINT
+                   if isinstance(run.get(f"params.{schema.judge_param(name)}"), str)]
+    return {"fingerprint": ", ".join(fingerprint), "table": h.reliability_table(report)}
 
 
 def _cost_section(runs: "pd.DataFrame", pipeline, out: Path) -> dict | None:
@@ -204,6 +220,27 @@ def _cost_section(runs: "pd.DataFrame", pipeline, out: Path) -> dict | None:
                     numeric=["usd", "seconds", "tokens", "flops"])
     return {"table": table, "figure": h.saved(cost_figure(costs), out, "cost-per-stage",
                                               "cost and wall time per training stage")}
+
+
+def _scaling_section(forced: "pd.DataFrame", out: Path) -> dict | None:
+    """Test-time scaling from the budget-forced eval runs (newest per checkpoint and budget), or None."""
+    from harness.evals.budgets import read_scaling
+    from harness.report.figures import scaling_figure
+
+    curve = read_scaling(forced)
+    if curve.empty:
+        return None
+    table = h.table(curve.assign(score=[estimate(v, lo, hi) for v, lo, hi in zip(curve.value, curve.ci_low,
+                                                                                  curve.ci_high)],
+                                 tokens=[estimate(v, lo, hi, 1) for v, lo, hi in
+                                         zip(curve.tokens_mean, curve.tokens_ci_low, curve.tokens_ci_high)]),
+                    {"label": "checkpoint", "budget": "budget", "score": "score [95% CI]",
+                     "tokens": "tokens/item [95% CI]", "reasoning_tokens_mean": "reasoning tokens",
+                     "unterminated_rate": "unterminated", "run_id": "eval run"},
+                    formats={"reasoning_tokens_mean": lambda v: number(v, 1), "unterminated_rate": number},
+                    numeric=["budget", "score", "tokens", "reasoning_tokens_mean", "unterminated_rate"])
+    return {"table": table, "figure": h.saved(scaling_figure(curve), out, "scaling",
+                                              "score against mean generated tokens by thinking budget")}
 
 
 def _decontam_section(pipeline, results_dir) -> dict | None:
@@ -282,6 +319,9 @@ def build_dashboard(experiment: str, out_dir: str | os.PathLike, *, results_dir:
     shutil.rmtree(out / "img", ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     evals = _kind(runs, schema.Kind.EVAL)
+    budget_column = schema.column("budget")
+    forced = evals[evals[budget_column].notna()] if budget_column in evals else evals.iloc[0:0]
+    evals = evals[evals[budget_column].isna()] if budget_column in evals else evals
     suite_column = schema.column("suite")
     boards = {suite: _leaderboard(evals[evals[suite_column] == suite], results_dir)
               for suite in (dict.fromkeys(evals[suite_column]) if len(evals) else [])}
@@ -291,6 +331,7 @@ def build_dashboard(experiment: str, out_dir: str | os.PathLike, *, results_dir:
         "progression": _progression_section(runs, pipeline, results_dir, out) if pipeline is not None else None,
         "ratings": _arena_section(runs, results_dir, out),
         "cost": _cost_section(runs, pipeline, out) if pipeline is not None else None,
+        "scaling": _scaling_section(forced, out),
         "decontam": _decontam_section(pipeline, results_dir) if pipeline is not None else None,
         "nightlies": _nightly_section(runs),
         "samples": [part for suite, board in boards.items()
@@ -298,7 +339,8 @@ def build_dashboard(experiment: str, out_dir: str | os.PathLike, *, results_dir:
     }
     nav = {f"leaderboard-{b['suite']}": f"Leaderboard {b['suite']}" for b in sections["leaderboards"]}
     nav.update({anchor: name for anchor, name in (("progression", "Stages"), ("ratings", "Ratings"), ("cost", "Cost"),
-                                                  ("decontam", "Decontamination"), ("nightlies", "Nightlies"))
+                                                  ("scaling", "Scaling"), ("decontam", "Decontamination"),
+                                                  ("nightlies", "Nightlies"))
                 if sections[anchor] is not None})
     nav.update({f"samples-{part['suite']}": f"Samples {part['suite']}" for part in sections["samples"]})
     if not nav:

@@ -3,6 +3,7 @@ the Agg canvas (no pyplot state, no display), constrained layout.
 
 - evals: `stage_skill_figure` (skills × stages, grouped bars);
 - dashboard: `skill_comparison_figure` (checkpoints on one skill), `stage_progression_figure`, `cost_figure`;
+- reasoning: `scaling_figure` (test-time scaling: score vs mean tokens at each thinking budget, per checkpoint);
 - nightly: `delta_figure` (per-metric deltas with CIs), `trend_figure` (each metric over the last nightlies);
 - ratings and arenas: `ratings_figure` (ratings with CI bars), `win_matrix_figure` (win-probability heatmap),
   `win_rate_vs_baseline_figure`, and `arena_figures` (an arena's set, by name).
@@ -144,6 +145,38 @@ def stage_progression_figure(long: "pd.DataFrame", stages: list[str]) -> "Figure
     ax.set_ylabel("score (95% CI)")
     ax.set_title("Stage progression")
     ax.legend(fontsize="small", ncols=2)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def scaling_figure(table: "pd.DataFrame") -> "Figure":
+    """Test-time scaling: score against mean generated tokens per item, one line per checkpoint, a point per
+    thinking budget (labelled with it), 95% CI error bars on both axes.
+
+    Args:
+        table: rows ``label, budget, value, ci_low, ci_high, tokens_mean, tokens_ci_low, tokens_ci_high``
+            (`harness.evals.budgets.scaling_table`).
+
+    Returns:
+        A matplotlib Figure.
+    """
+    fig = figure(7.0, 4.5)
+    ax = fig.add_subplot()
+    for label in dict.fromkeys(table["label"]):
+        rows = table[table["label"] == label].sort_values("budget")
+        values, low, high, tokens, t_low, t_high = _floats(rows, "value", "ci_low", "ci_high", "tokens_mean",
+                                                           "tokens_ci_low", "tokens_ci_high")
+        line = ax.errorbar(tokens, values, yerr=_errors(values, low, high), xerr=_errors(tokens, t_low, t_high),
+                           marker="o", capsize=3, label=str(label))
+        for x, y, budget in zip(tokens, values, rows["budget"]):
+            if math.isfinite(x) and math.isfinite(y):
+                ax.annotate(str(int(budget)), (x, y), textcoords="offset points", xytext=(4, 4), fontsize="x-small",
+                            color=line[0].get_color())
+    ax.set_ylim(0, 1.0)
+    ax.set_xlabel("mean generated tokens per item (reasoning + answer, 95% CI)")
+    ax.set_ylabel("score (95% CI)")
+    ax.set_title("Test-time scaling (each point labelled with its thinking budget)")
+    ax.legend(fontsize="small")
     ax.grid(alpha=0.3)
     return fig
 

@@ -127,6 +127,15 @@ def ratings_table(board: "pd.DataFrame") -> Table:
                  numeric=[c for c in columns if c != "model"])
 
 
+def reliability_table(report: Any) -> Table:
+    """A judge's reliability (`harness.ratings.reliability.Reliability`): statistic, estimate [CI], n."""
+    import pandas as pd
+
+    rows = pd.DataFrame(report.display(), columns=["statistic", "estimate", "n"])
+    return table(rows, {"statistic": "statistic", "estimate": f"estimate [{report.level:.0%} CI]", "n": "n"},
+                 numeric=["estimate", "n"])
+
+
 def embedded(fig: "Figure", caption: str) -> Image:
     """A figure embedded in the page as a base64 PNG data URI."""
     from harness.report.figures import png

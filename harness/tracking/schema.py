@@ -68,9 +68,10 @@ def run_name(*parts: Any) -> str:
     return re.sub(r"[\x00-\x1f\x7f]", "", text)[:MAX_RUN_NAME]
 
 
-def eval_run_name(label: str, suite: str) -> str:
-    """``eval-<label>-<suite>``: the label is the stage (base, sft...) or the model folder's name."""
-    return run_name("eval", label, suite)
+def eval_run_name(label: str, suite: str, budget: int | str | None = None) -> str:
+    """``eval-<label>-<suite>``: the label is the stage (base, sft...) or the model folder's name; a budget-forced
+    run (`harness.evals.budgets`) ends ``-budget<N>``."""
+    return run_name("eval", label, suite, f"budget{budget}" if budget is not None else None)
 
 
 def train_run_name(stage: str) -> str:
@@ -124,6 +125,9 @@ class RunTags:
     checkpoint: str | None = None  # local folder of a train run's checkpoint
     step: str | None = None  # the training step of the checkpoint an eval run scored (eval during training, watch)
     watched: str | None = None  # the folder `harness watch` watches: on its watch run and on each eval run it made
+    budget: str | None = None  # the thinking budget (tokens) an eval run forced (`harness.evals.budgets`)
+    curve: str | None = None  # a budget-forced eval run: the checkpoint's label on the scaling curve (no stage tag,
+    # so that a stage's eval run stays the one without a budget)
     # arenas and ratings
     judge: str | None = None
     judge_version: str | None = None
@@ -140,6 +144,8 @@ class RunTags:
     promoted: str | None = None
     promoted_version: str | None = None  # the version this nightly pointed the alias at (--promote, a pass)
     promotion_held: Literal["true", "false"] | None = None  # the alias read back just after: still that version?
+    aa: Literal["true"] | None = None  # an A/A nightly (--aa): the baseline evaluated again, cache bypassed
+    drift: Literal["true", "false"] | None = None  # an A/A nightly's finding: its own scores moved beyond noise
     # compare
     runs: tuple[str, ...] = ()
     # the outbox (`harness.tracking.outbox`): what `harness sync` records exactly once
@@ -338,6 +344,10 @@ def samples(task: str) -> Artifact:
     return Artifact(f"samples/{_file(task)}.jsonl", "jsonl")
 
 
+# the scaling curve of thinking budgets (`harness.evals.budgets`): label, budget, score with its CI, mean tokens
+SCALING_TABLE = Artifact("scaling/scaling.csv", "csv")
+SCALING_FIGURE = Artifact("scaling/scaling.png", "png")
+
 # the pipeline's stage x skill table
 STAGE_SKILL_TABLE = Artifact("stage_skill.csv", "csv")
 STAGE_SKILL_TEXT = Artifact("stage_skill.txt", "text")
@@ -457,9 +467,13 @@ def skill_stderr(skill: str) -> str:
 OVERALL = "overall"
 
 # nightly metrics: the candidate's value under the eval name, and these prefixes before it
-NIGHTLY_PREFIXES = ("baseline", "delta", "delta_ci_low", "delta_ci_high", "p_value", "p_adjusted")
+# (mde: the minimum detectable effect at the metric's n and observed disagreement; discordant: the share of items
+# the two sides score differently, `harness.nightly.power`)
+NIGHTLY_PREFIXES = ("baseline", "delta", "delta_ci_low", "delta_ci_high", "p_value", "p_adjusted", "mde",
+                    "discordant", "discordant_ci_low", "discordant_ci_high")
 NIGHTLY_COUNTS = {"metrics": "nightly/metrics", "regressions": "nightly/regressions",
-                  "improvements": "nightly/improvements", "pass": "nightly/pass"}
+                  "improvements": "nightly/improvements", "pass": "nightly/pass", "drift": "nightly/drift",
+                  "drifted": "nightly/drifted_metrics"}
 
 
 def nightly_metric(prefix: str, metric_key: str) -> str:
@@ -469,10 +483,53 @@ def nightly_metric(prefix: str, metric_key: str) -> str:
     return key(f"{prefix}/{metric_key}")
 
 
+# The reproducibility fingerprint of an eval run (`harness.evals.fingerprint`): what can move a score without any
+# setting changing (lm-eval#3357: greedy decoding varies across batch sizes and backends), as tags
+# ``fingerprint.<field>``. Not params: an imported lm-eval run, whose params equal a harness eval's, has none.
+FINGERPRINT_FIELDS = ("backend", "backend_version", "dtype", "batch_size", "chat_template", "lm_eval",
+                      "transformers", "torch", "hardware")
+FINGERPRINT_PREFIX = "fingerprint."
+
+
+def fingerprint_tag(field: str) -> str:
+    """The tag of one fingerprint field: ``fingerprint.<field>``."""
+    if field not in FINGERPRINT_FIELDS:
+        raise KeyError(f"no fingerprint field {field!r}; fields: {', '.join(FINGERPRINT_FIELDS)}")
+    return FINGERPRINT_PREFIX + field
+
+
+def fingerprint_tags(fingerprint: Mapping[str, Any]) -> dict[str, str]:
+    """The tags of a fingerprint (field → value); empty values left out."""
+    return {fingerprint_tag(k): str(v) for k, v in fingerprint.items() if v not in (None, "")}
+
+
+def parse_fingerprint(tags: Mapping[str, Any]) -> dict[str, str]:
+    """field → value of the fingerprint tags in a run's tag mapping (empty for a run that has none)."""
+    found = {f: tags.get(fingerprint_tag(f)) for f in FINGERPRINT_FIELDS}
+    return {f: v for f, v in found.items() if isinstance(v, str)}  # a pandas cell without the tag is NaN
+
+
 def eval_step_metric(skill: str) -> str:
     """A skill's score (``overall`` too) logged by training step on a train run (eval during training) or a watch
     run: ``eval/<skill>/score``, so that the MLflow UI charts it against the step."""
     return key(f"eval/{skill}/score")
+
+
+# thinking accounting (`harness.reasoning.sample_metrics`): per eval task ``reasoning/<skill>/<task>/<stat>``, pooled
+# over an eval run's generation tasks ``reasoning/<stat>``, per arena model ``reasoning/<model>/<stat>``
+REASONING_PREFIX = "reasoning"
+REASONING_STATS = tuple(f"{part}_{k}" for part in ("reasoning_tokens", "answer_tokens")
+                        for k in ("mean", "stderr", "p50", "p90")) + (
+    "tokens_mean", "tokens_stderr", "unterminated_rate", "unterminated_rate_stderr", "forced_rate", "items",
+    "usd_per_item")
+
+
+def reasoning_metric(stat: str, *scope: str) -> str:
+    """``reasoning/[<scope>/...]<stat>``: a thinking statistic of an eval task (scope: skill, task), of an eval run
+    (no scope) or of an arena model (scope: the model)."""
+    if stat not in REASONING_STATS:
+        raise KeyError(f"no reasoning statistic {stat!r}; statistics: {', '.join(REASONING_STATS)}")
+    return key("/".join([REASONING_PREFIX, *map(str, scope), stat]))
 
 
 def compare_delta_metric(label: str, skill: str) -> str:
@@ -482,6 +539,46 @@ def compare_delta_metric(label: str, skill: str) -> str:
 def ratings_metric(column: str, model: str) -> str:
     """A leaderboard column of one model: ``<column>/<model>`` (``rating/sft``, ``ci_low/sft``...)."""
     return key(f"{column}/{model}")
+
+
+# a judge's reliability (`harness.ratings.reliability`), on an arena run and a `harness winrate --mlflow` run:
+# ``reliability/<stat>`` is the estimate, ``reliability/<stat>/<part>`` its standard error, CI ends and units
+RELIABILITY_PREFIX = "reliability"
+RELIABILITY_STATS = ("position_flip_rate", "position_bias", "length_bias", "tie_rate", "self_family_score",
+                     "self_preference", "human_accuracy", "human_kappa")
+RELIABILITY_PARTS = ("value", "se", "ci_low", "ci_high", "n")
+
+
+def reliability_metric(stat: str, part: str = "value") -> str:
+    """``reliability/<stat>`` (the estimate) or ``reliability/<stat>/<part>`` (se, ci_low, ci_high, n)."""
+    if stat not in RELIABILITY_STATS:
+        raise KeyError(f"no reliability statistic {stat!r}; statistics: {', '.join(RELIABILITY_STATS)}")
+    if part not in RELIABILITY_PARTS:
+        raise KeyError(f"no reliability part {part!r}; parts: {', '.join(RELIABILITY_PARTS)}")
+    return f"{RELIABILITY_PREFIX}/{stat}" + ("" if part == "value" else f"/{part}")
+
+
+def parse_reliability_metric(name: str) -> tuple[str, str] | None:
+    """``reliability/<stat>[/<part>]`` → ``(stat, part)``; None for other metrics."""
+    parts = name.split("/")
+    if len(parts) not in (2, 3) or parts[0] != RELIABILITY_PREFIX or parts[1] not in RELIABILITY_STATS:
+        return None
+    if len(parts) == 2:
+        return parts[1], "value"
+    return (parts[1], parts[2]) if parts[2] in RELIABILITY_PARTS[1:] else None
+
+
+# the judge's fingerprint, as params of an arena run (and of a winrate run, from the annotations): what judged
+# (kind, model), a hash of what it was asked (the LLM judge's prompt; "none" for judges without one) and its
+# sampling temperature
+JUDGE_FINGERPRINT = ("kind", "model", "prompt_version", "temperature")
+
+
+def judge_param(field: str) -> str:
+    """``judge.<field>``: one field of the judge's fingerprint."""
+    if field not in JUDGE_FINGERPRINT:
+        raise KeyError(f"no judge fingerprint field {field!r}; fields: {', '.join(JUDGE_FINGERPRINT)}")
+    return f"judge.{field}"
 
 
 # decontamination, on a pipeline run: per (training dataset, eval task) the contaminated items, the items, the rate

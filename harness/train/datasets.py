@@ -6,6 +6,9 @@
   pairs (refuse the unsafe, answer the safe), format pairs (right content, constraint broken) and, if asked for,
   arithmetic pairs (right number, wrong number).
 - RLVR: arithmetic prompts with the columns the verifier needs (``skill``, ``answer``).
+
+With reasoning delimiters (``model.think``), arithmetic SFT answers carry their worked steps inside them
+(`harness.data.skills.think_answer`); the other skills answer directly, and the default rows are unchanged.
 """
 
 from __future__ import annotations
@@ -23,12 +26,15 @@ def _assistant(text: str) -> list[dict]:
     return [{"role": "assistant", "content": text}]
 
 
-def sft_rows(per_skill: int, seed: int) -> list[dict]:
-    """Prompt/completion conversations, `per_skill` of each trained skill, shuffled."""
+def sft_rows(per_skill: int, seed: int, think=None) -> list[dict]:
+    """Prompt/completion conversations, `per_skill` of each trained skill, shuffled; with `think` (the
+    `harness.reasoning.Delimiters`), arithmetic answers in the think format."""
     rows = []
     for skill in ("arithmetic", "format", "knowledge"):
         for item in skills.sample(skill, "train", per_skill, seed):
-            rows.append({"prompt": _user(item["prompt"]), "completion": _assistant(item["answer"])})
+            answer = skills.think_answer(item, think.start, think.end) if think and skill == "arithmetic" \
+                else item["answer"]
+            rows.append({"prompt": _user(item["prompt"]), "completion": _assistant(answer)})
     safe = [i for i in skills.split("safety", "train") if not i["unsafe"]]
     random.Random(seed).shuffle(safe)
     rows += [{"prompt": _user(i["prompt"]), "completion": _assistant(i["answer"])} for i in safe[:per_skill]]

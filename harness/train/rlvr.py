@@ -1,4 +1,8 @@
-"""Stage `rlvr`: GRPO (TRL's `GRPOTrainer`) with the verifier as the reward — the function the eval suites grade with."""
+"""Stage `rlvr`: GRPO (TRL's `GRPOTrainer`) with the verifier as the reward — the function the eval suites grade with.
+
+A reasoning model (``model.reasoning`` or ``model.think``) is rewarded on the answer part only
+(`harness.data.verifiers.answers_only`, an unterminated block scoring as no answer), plus ``rlvr.format_reward`` for
+a reasoning block that closes."""
 
 from __future__ import annotations
 
@@ -20,18 +24,26 @@ def trainer_args(cfg: RLVRConfig, out_dir: Path, seed: int):
                       max_completion_length=cfg.max_completion_length, temperature=cfg.temperature, beta=cfg.beta)
 
 
-def reward_for(cfg: RLVRConfig):
+def reward_for(cfg: RLVRConfig, reasoning=None, opened: bool = False):
     """The reward ``rlvr.verifier`` names: the synthetic skills' verifier (``skills``) or a real task's
-    (`harness.data.task_verifiers.verifier_by_name`)."""
+    (`harness.data.task_verifiers.verifier_by_name`); for a reasoning model (its `harness.reasoning.Delimiters`)
+    graded on the answer part, plus ``rlvr.format_reward`` for a closed block (`opened`: the prompts open it)."""
     if cfg.verifier == "skills":
-        return reward
-    from harness.data.task_verifiers import verifier_by_name
+        graded = reward
+    else:
+        from harness.data.task_verifiers import verifier_by_name
 
-    return verifier_by_name(cfg.verifier, where="config key rlvr.verifier")
+        graded = verifier_by_name(cfg.verifier, where="config key rlvr.verifier")
+    if reasoning is None:
+        return graded
+    from harness.data.verifiers import answers_only
+
+    return answers_only(graded, reasoning, cfg.format_reward, opened)
 
 
 def run(
-    cfg: RLVRConfig, init: str, out_dir: Path, seed: int, trust_remote_code: bool = False, reward_fn=None
+    cfg: RLVRConfig, init: str, out_dir: Path, seed: int, trust_remote_code: bool = False, reward_fn=None,
+    reasoning=None,
 ) -> StageResult:
     """Reinforce `init` on arithmetic prompts (or ``cfg.dataset``) rewarded by ``cfg.verifier``; save to `out_dir`.
 
@@ -42,6 +54,7 @@ def run(
         seed: data, sampling and training seed.
         trust_remote_code: passed to the loader.
         reward_fn: the reward (TRL contract); None: `reward_for(cfg)`, the verifier the evals grade with.
+        reasoning: the model's `harness.reasoning.Delimiters`: the reward grades the answer part only.
 
     Returns:
         The stage's result; its history holds reward mean, KL (when beta > 0), loss and learning rate per step.
@@ -50,9 +63,13 @@ def run(
 
     start = time.perf_counter()
     model, tokenizer = lora.load_for(cfg, init, trust_remote_code=trust_remote_code)
+    if reward_fn is None:
+        from harness import reasoning as thinking
+
+        reward_fn = reward_for(cfg, reasoning, thinking.opened_by(tokenizer, reasoning))
     trainer = GRPOTrainer(
         model=model,
-        reward_funcs=reward_fn or reward_for(cfg),
+        reward_funcs=reward_fn,
         args=trainer_args(cfg, out_dir, seed),
         train_dataset=user_data.train_dataset(cfg, lambda: rlvr_rows(cfg.prompts, seed)),
         processing_class=tokenizer,

@@ -1,4 +1,7 @@
-"""Stage `sft`: supervised finetuning with TRL's `SFTTrainer` on conversational skill data (loss on completions)."""
+"""Stage `sft`: supervised finetuning with TRL's `SFTTrainer` on conversational skill data (loss on completions).
+
+In the think format (``model.think``) the model first gets the reasoning delimiters as tokens
+(`harness.models.tiny.add_reasoning_tokens`) and its arithmetic answers carry worked steps inside them."""
 
 from __future__ import annotations
 
@@ -19,7 +22,8 @@ def trainer_args(cfg: SFTConfig, out_dir: Path, seed: int):
                       packing=cfg.packing, include_num_input_tokens_seen="non_padding")
 
 
-def run(cfg: SFTConfig, init: str, out_dir: Path, seed: int, trust_remote_code: bool = False) -> StageResult:
+def run(cfg: SFTConfig, init: str, out_dir: Path, seed: int, trust_remote_code: bool = False,
+        think=None) -> StageResult:
     """Finetune `init` on the SFT mixture (or ``cfg.dataset``) and save the result to `out_dir`.
 
     Args:
@@ -28,6 +32,7 @@ def run(cfg: SFTConfig, init: str, out_dir: Path, seed: int, trust_remote_code: 
         out_dir: checkpoint folder to write.
         seed: data and training seed.
         trust_remote_code: passed to the loader.
+        think: the `harness.reasoning.Delimiters` of the think format, or None.
 
     Returns:
         The stage's result.
@@ -36,9 +41,13 @@ def run(cfg: SFTConfig, init: str, out_dir: Path, seed: int, trust_remote_code: 
 
     start = time.perf_counter()
     model, tokenizer = lora.load_for(cfg, init, trust_remote_code=trust_remote_code)
+    if think is not None:
+        from harness.models.tiny import add_reasoning_tokens
+
+        add_reasoning_tokens(model, tokenizer, think)
     trainer = SFTTrainer(
         model=model, args=trainer_args(cfg, out_dir, seed),
-        train_dataset=user_data.train_dataset(cfg, lambda: sft_rows(cfg.examples_per_skill, seed)),
+        train_dataset=user_data.train_dataset(cfg, lambda: sft_rows(cfg.examples_per_skill, seed, think)),
         processing_class=tokenizer, peft_config=lora.peft_config(cfg.lora),
     )
     return train_and_save(trainer, tokenizer, "sft", out_dir, start)
