@@ -4,6 +4,7 @@ built once, and a headless Chromium tab for the browser tests."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,16 @@ os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture
+def arena_hard(tmp_path) -> Path:
+    """A copy of the real Arena-Hard battle file (shared/data/arena); skips where the shared data is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data folder {SHARED_DATA} is absent")
+    dst = tmp_path / "arena_hard_battles.jsonl"
+    shutil.copy(SHARED_DATA / "arena" / "arena_hard_battles.jsonl", dst)
+    return dst
 
 
 @pytest.fixture(scope="session")

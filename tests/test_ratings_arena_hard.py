@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,19 +16,9 @@ from harness.errors import HarnessError
 from harness.ratings import fit_bt
 from harness.ratings.arena_hard import expand_verdicts, game_battles, win_rate_vs_baseline
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 BASELINE = "claude-3-haiku-20240307"
 RATING_TOL = 1e-3  # Elo points: both are the same maximum-likelihood fit, solved to ~1e-6
 WIN_RATE_TOL = 0.01  # percentage points: arena-hard-auto prints win rates rounded to 2 decimals
-
-
-@pytest.fixture
-def arena_hard(tmp_path) -> Path:
-    if not DATA.is_dir():
-        pytest.skip(f"shared data folder {DATA} is absent")
-    dst = tmp_path / "arena_hard_battles.jsonl"
-    shutil.copy(DATA / "arena" / "arena_hard_battles.jsonl", dst)
-    return dst
 
 
 def test_a_strong_verdict_is_three_battles_and_a_plain_one_is_one():

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import shutil
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -21,22 +19,12 @@ from harness.ratings import (
 from harness.ratings.battles import pair_counts_from_matrix
 from harness.ratings.bt import fit_counts, gradient, hessian, objective
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 ELO_PER_NAT = 400 / math.log(10)
 TOL_ELO = 0.1  # acceptance: agreement with an independent fit of the same likelihood, in rating points
 
 
 def battles(rows):
     return pd.DataFrame(rows, columns=["model_a", "model_b", "winner"])
-
-
-@pytest.fixture
-def arena_hard(tmp_path) -> Path:
-    if not DATA.is_dir():
-        pytest.skip(f"shared data folder {DATA} is absent")
-    dst = tmp_path / "arena_hard_battles.jsonl"
-    shutil.copy(DATA / "arena" / "arena_hard_battles.jsonl", dst)
-    return dst
 
 
 def test_three_cycle_gives_equal_ratings():

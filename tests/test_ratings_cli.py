@@ -19,15 +19,6 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 REQUIRED = {"model", "rating", "ci_low", "ci_high", "rank", "battles"}
 
 
-@pytest.fixture
-def arena_hard(tmp_path) -> Path:
-    if not DATA.is_dir():
-        pytest.skip(f"shared data folder {DATA} is absent")
-    dst = tmp_path / "arena_hard_battles.jsonl"
-    shutil.copy(DATA / "arena" / "arena_hard_battles.jsonl", dst)
-    return dst
-
-
 def test_json_output(arena_hard, capsys):
     assert main(["rate", str(arena_hard), "--bootstrap", "200", "--seed", "3", "--format", "json"]) == 0
     captured = capsys.readouterr()

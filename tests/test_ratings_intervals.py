@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,16 +12,6 @@ from harness.ratings import aggregate, bootstrap, ci_ranks, fit_bt, read_battles
 from harness.ratings.bt import _regularised, fit_counts, hessian, to_elo
 from harness.ratings.intervals import _incidence, chord_fit
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-@pytest.fixture
-def arena_hard(tmp_path) -> Path:
-    if not DATA.is_dir():
-        pytest.skip(f"shared data folder {DATA} is absent")
-    dst = tmp_path / "arena_hard_battles.jsonl"
-    shutil.copy(DATA / "arena" / "arena_hard_battles.jsonl", dst)
-    return dst
 
 
 def test_ci_ranks_golden():
