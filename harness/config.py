@@ -34,6 +34,7 @@ Backend = Literal["hf", "vllm", "local-chat-completions"]
 JudgeKind = Literal["verifier", "reward-model", "llm"]
 ArenaMode = Literal["round-robin", "baseline"]
 ArenaEngine = Literal["hf", "vllm"]
+ArenaScoring = Literal["paired", "arena-hard"]
 Quantize = Literal["none", "4bit", "8bit"]
 
 
@@ -468,6 +469,11 @@ class ArenaConfig(Section):
                                   "else cpu); vLLM picks its GPUs itself (CUDA_VISIBLE_DEVICES).")
     cache: bool = option(True, "Reuse cached answers and judgements (keyed by checkpoint hash, prompt and settings).")
     bootstrap: int = option(1000, "Bootstrap rounds for rating CIs (0: none; the intervals are then empty).", ge=0)
+    scoring: ArenaScoring = option("paired", "How judgements become battles for the ratings: paired (one battle per "
+                                             "pair of position-swapped games, won on the mean score) or arena-hard "
+                                             "(each game a battle, a strong verdict >> arena.strong_weight battles, "
+                                             "as arena-hard-auto scores); win rates use the paired score either way.")
+    strong_weight: int = option(3, "Battles per strong verdict (A>>B, B>>A) with arena.scoring arena-hard.", ge=1)
     labels: str | None = option(None, "Human labels of arena pairs (JSONL / JSON / CSV / Parquet: prompt_id, model_a, "
                                       "model_b, winner) for the judge's agreement with people (accuracy, Cohen's "
                                       "kappa) and its self-preference; None: not measured.")

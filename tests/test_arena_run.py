@@ -84,6 +84,30 @@ def test_rerun_hits_the_cache_and_calls_no_model(tiny_checkpoint, other_checkpoi
     capsys.readouterr()
 
 
+def test_arena_hard_scoring_from_the_config_rates_each_game_and_weights_strong_verdicts(
+        tiny_checkpoint, other_checkpoint, tmp_path):
+    from harness.arena import run_arena
+    from harness.ratings import leaderboard
+    from harness.ratings.arena_hard import expand_verdicts
+
+    models = {"a": str(tiny_checkpoint), "b": str(other_checkpoint)}
+    paired = run_arena(models, cfg=ArenaConfig(prompts=8, max_new_tokens=5, bootstrap=0), results_dir=tmp_path, seed=0)
+    cfg = ArenaConfig(prompts=8, max_new_tokens=5, bootstrap=0, scoring="arena-hard", strong_weight=5)
+    hard = run_arena(models, cfg=cfg, results_dir=tmp_path, seed=0)
+    assert hard.battles.equals(paired.battles)  # the same judgements (cached), rated another way
+    expanded = expand_verdicts(hard.battles, strong_weight=5)
+    strong = int(hard.battles["verdict_ab"].str.contains(">>").sum() + hard.battles["verdict_ba"].str.contains(">>").sum())
+    assert len(expanded) == 2 * len(hard.battles) + 4 * strong
+    board = hard.leaderboard.set_index("model")
+    assert int(board["battles"].sum()) == 2 * len(expanded)  # each counted game once per side
+    expected = leaderboard(expanded, rounds=0).set_index("model")["rating"]
+    assert board["rating"].to_dict() == pytest.approx(expected.to_dict())
+    assert int(paired.leaderboard["battles"].sum()) == 2 * len(paired.battles)
+    run = store.client(store.tracking_uri(tmp_path)).get_run(hard.run_id)
+    assert run.data.params["ratings.scoring"] == "arena-hard (>> = 5 battles)"
+    assert store.client(store.tracking_uri(tmp_path)).get_run(paired.run_id).data.params["ratings.scoring"] == "paired"
+
+
 def test_batched_generation_matches_one_by_one(tiny_checkpoint):
     import torch
 

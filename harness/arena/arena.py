@@ -199,7 +199,8 @@ def _arena(
         raise HarnessError(f"arena: no battles to rate — every judgement failed (first error: {first}); answers are "
                            "cached, so a re-run only repeats the judging")
 
-    ratings = rate(judged.battles, answers, baseline=cfg.baseline, rounds=cfg.bootstrap, seed=seed)
+    ratings = rate(judged.battles, answers, baseline=cfg.baseline, rounds=cfg.bootstrap, seed=seed,
+                   scoring=cfg.scoring, strong_weight=cfg.strong_weight)
     for message in ratings.warnings:
         console.warn(message)
     board = ratings.leaderboard
@@ -215,7 +216,9 @@ def _arena(
     print(f"\nArena: {len(prompts)} prompts, {len(models)} models, judge {judge.identity}, {len(judged.battles)} "
           f"battles ({n_failed} left out for failed judgements), positions swapped; Bradley-Terry ratings with "
           f"{level:.0%} bootstrap CIs ({cfg.bootstrap} rounds)"
-          + (f"; baseline {cfg.baseline}" if cfg.baseline else "") + f"\n{format_leaderboard(board)}", file=out)
+          + (f"; baseline {cfg.baseline}" if cfg.baseline else "")
+          + (f"; scoring {board.attrs['scoring']}" if cfg.scoring != "paired" else "")
+          + f"\n{format_leaderboard(board)}", file=out)
     print(format_reliability(reliability, judge), file=out)
     return ArenaResult(
         battles=judged.battles, leaderboard=board, failures=judged.failures, answers=answers_frame,
