@@ -9,7 +9,9 @@ as the console script does, the wrapper patches lm-eval and MLflow-facing code (
   `after`-th request of that type (lm-eval's own progress bar advances once per answer: mid-batch unless `after`
   is a multiple of the batch size);
 - ``at="log_artifact"``: the signal is sent when the eval run uploads its artifacts (its params and metrics are
-  logged, the run is RUNNING).
+  logged, the run is RUNNING);
+- ``at="optimizer_step"``: the signal is sent right after the `after`-th optimizer step of the process (torch's
+  global step hook: pretraining's loop and TRL's trainers alike), so mid-training, never at a stage's edge.
 
 SIGKILL leaves no handler a chance (the process dies at once); SIGTERM and SIGHUP go through harness's handlers.
 """
@@ -67,6 +69,17 @@ if spec["at"] in ("generate_until", "loglikelihood"):
             return shown
 
     huggingface.tqdm = Bar
+elif spec["at"] == "optimizer_step":
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    steps = [0]
+
+    def after_step(optimizer, args, kwargs):
+        steps[0] += 1
+        if steps[0] == spec["after"]:
+            stop()
+
+    register_optimizer_step_post_hook(after_step)
 elif spec["at"] == "log_artifact":
     from harness.tracking import store
 

@@ -12,8 +12,19 @@ from harness import cli
 from harness.ratings import cli as ratings_cli
 
 
+@pytest.fixture()
+def default_handlers():
+    """A process's own SIGINT and SIGTERM handlers, whatever an earlier test of this worker left behind; put back
+    after the test."""
+    previous = {signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler),
+                signal.SIGTERM: signal.signal(signal.SIGTERM, signal.SIG_DFL)}
+    yield
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
+
+
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_a_swallowed_interrupt_still_stops_the_command(monkeypatch, capsys, sig, code):
+def test_a_swallowed_interrupt_still_stops_the_command(monkeypatch, capsys, sig, code, default_handlers):
     def swallowing(args):
         try:
             os.kill(os.getpid(), sig)
