@@ -103,9 +103,9 @@ def test_arena_hard_scoring_from_the_config_rates_each_game_and_weights_strong_v
     expected = leaderboard(expanded, rounds=0).set_index("model")["rating"]
     assert board["rating"].to_dict() == pytest.approx(expected.to_dict())
     assert int(paired.leaderboard["battles"].sum()) == 2 * len(paired.battles)
-    run = store.client(store.tracking_uri(tmp_path)).get_run(hard.run_id)
-    assert run.data.params["ratings.scoring"] == "arena-hard (>> = 5 battles)"
-    assert store.client(store.tracking_uri(tmp_path)).get_run(paired.run_id).data.params["ratings.scoring"] == "paired"
+    client = store.client(store.tracking_uri(tmp_path))
+    assert client.get_run(hard.run_id).data.params["ratings.scoring"] == "arena-hard (>> = 5 battles)"
+    assert client.get_run(paired.run_id).data.params["ratings.scoring"] == "paired"
 
 
 def test_batched_generation_matches_one_by_one(tiny_checkpoint):

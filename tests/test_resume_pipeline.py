@@ -69,13 +69,21 @@ def test_resume_continues_the_killed_pipeline_under_its_parent(tmp_path, capsys)
     evals = _runs(results, Kind.EVAL)
     assert sorted((s, st) for s, st, _ in evals) == [("base", "FINISHED"), ("dpo", "FINISHED"),
                                                      ("rlvr", "FINISHED"), ("sft", "FINISHED")]
-    # every stage's checkpoint is a registered version (the small pipeline's RLVR may leave DPO's bytes unchanged,
-    # and then links DPO's version rather than adding a copy)
+    # one registered version per distinct checkpoint, each stage's train run naming its own: a stage whose bytes equal
+    # an earlier stage's (the small pipeline's RLVR can leave DPO's unchanged) links that version, not a copy
+    from harness.models.load import content_hash
+
     finished = {s: r for s, st, r in train if st == "FINISHED"}
-    versions = store.model_versions("harness-embedded", results)
     by_stage = {s: r[f"tags.{schema.tag_key('model_version')}"] for s, r in finished.items()}
-    assert all(by_stage.values()) and {str(v["version"]) for v in versions} == set(by_stage.values())
-    assert {v["tags"]["stage"] for v in versions} >= {"base", "sft", "dpo"}
+    hashes = {s: content_hash(str(results / "checkpoints" / "embedded" / s)) for s in by_stage}
+    first = {}
+    for stage in ("base", "sft", "dpo", "rlvr"):
+        first.setdefault(hashes[stage], stage)
+    versions = store.model_versions("harness-embedded", results)
+    assert sorted(v["tags"]["stage"] for v in versions) == sorted(first.values())
+    assert {v["tags"]["stage"]: str(v["version"]) for v in versions} == \
+        {stage: by_stage[stage] for stage in first.values()}
+    assert all(by_stage[s] == by_stage[first[hashes[s]]] for s in by_stage)
     assert store.running(results) == []
 
     # the pipeline is done: a second --resume has nothing to do
