@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import shutil
 import statistics
 import sys
@@ -70,7 +71,10 @@ def figures(models: int = 4, limit: int = 100, repeats: int = 3, cpus: int = 1, 
     times: dict[str, list[float]] = {"one_node_s": [], "two_nodes_s": []}
     try:
         checkpoints = _checkpoints(work, models)
-        with ray_cluster(nodes=1, cpus=cpus) as one, ray_cluster(nodes=2, cpus=cpus) as two:
+        token = work / "ray_auth_token"  # both clusters take this process's one token
+        token.write_text(secrets.token_hex(32))
+        os.environ.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)})
+        with ray_cluster(nodes=1, cpus=cpus, token=token) as one, ray_cluster(nodes=2, cpus=cpus, token=token) as two:
             clusters = [("one_node_s", one), ("two_nodes_s", two)]
             for i in range(repeats):
                 for name, cluster in clusters if i % 2 == 0 else clusters[::-1]:

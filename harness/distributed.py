@@ -142,9 +142,20 @@ def finish(code: int) -> int:
         if not isinstance(got, _Exit):  # this process failed on its own while the main one went on
             return code
         code = got.code
+    _close()
     if code and not is_main():
         _outlive_main()
     return code
+
+
+def _close() -> None:
+    """Destroy the process groups after the last meeting: left to the interpreter's exit, gloo's threads can abort
+    the process ("terminate called without an active exception", SIGABRT) instead of letting it exit with its code."""
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    _state.group = None
 
 
 def _outlive_main() -> None:

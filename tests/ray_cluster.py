@@ -2,11 +2,14 @@
 
 `ray_cluster(nodes)` starts the head (``ray start --head --port P``) and ``nodes - 1`` more nodes (``ray start
 --address 127.0.0.1:P``), each with one CPU unless told, a temp folder of its own under a short path (Ray's unix
-sockets must fit in 107 bytes), unique ports, usage stats and the dashboard off. The workers import the harness of
-this checkout (``PYTHONPATH``), as they would an installed one. Everything is stopped by its pid, whatever the test
-did: each node's process group (``ray start --block`` and the GCS, raylet and agents it started) gets SIGKILL, then
-any worker process that appeared meanwhile (workers start sessions of their own) and outlives its raylet; ``ray
-stop`` is never called, as it would stop every Ray on the machine.
+sockets must fit in 107 bytes), unique ports, usage stats and the dashboard off, and token authentication on with a
+token of its own (``RAY_AUTH_MODE=token``, ``RAY_AUTH_TOKEN_PATH``; `Cluster.env` is what a client sets to connect).
+Left to itself, Ray turns token authentication on for a head started while ``~/.ray/auth_token`` exists (a local
+``ray.init()`` writes one) but not for the nodes joining it, which the head then refuses. The workers import the
+harness of this checkout (``PYTHONPATH``), as they would an installed one. Everything is stopped by its pid, whatever
+the test did: each node's process group (``ray start --block`` and the GCS, raylet and agents it started) gets
+SIGKILL, then any worker process that appeared meanwhile (workers start sessions of their own) and outlives its
+raylet; ``ray stop`` is never called, as it would stop every Ray on the machine.
 
 Ray names its nodes by this machine's address (it replaces 127.0.0.1 by it for a multi-node cluster), so its own
 processes talk over that interface: nothing leaves the machine.
@@ -15,6 +18,7 @@ processes talk over that interface: nothing leaves the machine.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -69,6 +73,7 @@ def _ours(pid: int, groups: set[int], raylets: set[int], temp: Path) -> bool:
 class Cluster:
     address: str  # 127.0.0.1:PORT of the head
     temp: Path
+    env: dict[str, str]  # what a client of this cluster sets: token authentication and this cluster's token
     nodes: list[subprocess.Popen] = field(default_factory=list)
 
 
@@ -86,14 +91,23 @@ def _wait_started(process: subprocess.Popen, log: Path, timeout: float) -> None:
 
 
 @contextmanager
-def ray_cluster(nodes: int = 2, cpus: int = 1, timeout: float = 120.0) -> Iterator[Cluster]:
-    """A head and ``nodes - 1`` more nodes of `cpus` CPUs each, on this machine; stopped when the block ends."""
+def ray_cluster(nodes: int = 2, cpus: int = 1, timeout: float = 120.0, token: Path | None = None) -> Iterator[Cluster]:
+    """A head and ``nodes - 1`` more nodes of `cpus` CPUs each, on this machine; stopped when the block ends.
+
+    `token`: a file holding the token to authenticate with (clusters one client uses share it: Ray reads a process's
+    token once); None writes a new one in the cluster's temp folder."""
     before = set(ray_processes())
     temp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))
     port = free_port()
+    if token is None:
+        token = temp / "auth_token"
+        token.write_text(secrets.token_hex(32))
+        token.chmod(0o600)
+    auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-           "RAY_USAGE_STATS_ENABLED": "0"}
-    cluster = Cluster(address=f"127.0.0.1:{port}", temp=temp)
+           "RAY_USAGE_STATS_ENABLED": "0", **auth}
+    env.pop("RAY_AUTH_TOKEN", None)
+    cluster = Cluster(address=f"127.0.0.1:{port}", temp=temp, env=auth)
     try:
         for i in range(nodes):
             args = ["--num-cpus", str(cpus), "--disable-usage-stats", "--temp-dir", str(temp),

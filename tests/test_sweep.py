@@ -9,7 +9,9 @@ import os
 import signal
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -46,9 +48,34 @@ def alone(models, tmp_path_factory) -> dict[str, dict]:
 
 @pytest.fixture(scope="module")
 def cluster():
-    """A real Ray cluster of two one-CPU nodes on this machine, stopped by pid after the module's tests."""
+    """A real Ray cluster of two one-CPU nodes on this machine, with token authentication; this process holds its
+    token while the module's tests run; stopped by pid after them."""
     with ray_cluster(nodes=2, cpus=1) as c:
-        yield c
+        with _ray_env(c.env):
+            yield c
+
+
+@contextmanager
+def _ray_env(env: dict[str, str]) -> Iterator[None]:
+    """`env` set in this process as a user sets it before ``harness``: Ray reads its config (the auth mode) once per
+    process, so it is read again after the change and after the restore, as Ray itself does when it turns token
+    authentication on."""
+    from ray._raylet import AuthenticationTokenLoader, Config
+
+    def reread():
+        Config.initialize("")
+        AuthenticationTokenLoader.instance().reset_cache()
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("RAY_AUTH_TOKEN", raising=False)
+        for name, value in env.items():
+            patch.setenv(name, value)
+        reread()
+        try:
+            yield
+        finally:
+            patch.undo()
+            reread()
 
 
 def _recorded(results: Path, models: list[str]) -> dict[str, dict]:
@@ -208,6 +235,19 @@ def test_a_ray_address_where_nothing_listens_is_one_line(command, models, tmp_pa
     assert main([command, *sides, "--suite", "tiny", "--results", str(results), "--ray", address]) == 2
     line = _one_line(capsys.readouterr().err)
     assert f"--ray {address}: no Ray cluster answers there" in line and "ray start --head" in line
+    _nothing_recorded(results)
+
+
+def test_a_client_without_the_clusters_token_is_one_line(models, cluster, tmp_path, capsys, no_model_work):
+    results = tmp_path / "results"
+    with _ray_env({"RAY_AUTH_MODE": "disabled", "RAY_gcs_server_port_wait_time_s": "2"}):  # Ray's retries: 2 s, not 20
+        code = main(["sweep", "--models", *models, "--suite", "tiny", "--results", str(results),
+                     "--ray", cluster.address])
+    line = _one_line(capsys.readouterr().err)
+    assert code == 2
+    assert line == (f"harness: error: --ray {cluster.address}: the Ray cluster there refused this client's "
+                    "authentication token; a cluster with token authentication needs RAY_AUTH_MODE=token here and its "
+                    "token in RAY_AUTH_TOKEN_PATH (a file), RAY_AUTH_TOKEN or ~/.ray/auth_token")
     _nothing_recorded(results)
 
 

@@ -190,8 +190,11 @@ def _on_ray(jobs, args, results_dir, address: str, resources: SweepConfig) -> li
     """Every task on the Ray cluster at `address`; each output cached as it arrives. The failures, as lines."""
     import ray
 
-    ray.init(address=address, runtime_env={"env_vars": _forwarded_env()}, log_to_driver=True,
-             logging_level=logging.WARNING)
+    try:
+        ray.init(address=address, runtime_env={"env_vars": _forwarded_env()}, log_to_driver=True,
+                 logging_level=logging.WARNING)
+    except (ConnectionError, ray.exceptions.AuthenticationError) as err:  # a head that listens but refuses us
+        raise HarnessError(_refused(address, err)) from None
     try:
         _check_fits(ray, address, resources)
         remote = ray.remote(num_cpus=resources.cpus_per_task, num_gpus=resources.gpus_per_task,
@@ -271,6 +274,19 @@ def _suite_ref(suite: str, spec) -> str:
     """The suite as a worker loads it: a name stays a name (the packaged suites sit wherever the harness is
     installed there), a file is given by its absolute path."""
     return str(spec.path) if suite.endswith((".yaml", ".yml")) or os.sep in suite else suite
+
+
+def _refused(address: str, err: BaseException) -> str:
+    """The line for a Ray head that answers but does not let this client in (Ray's own error is a traceback)."""
+    chain, cause = [], err
+    while cause is not None:
+        chain.append(str(cause))
+        cause = cause.__cause__ or cause.__context__
+    if any("Authentication token" in text or "InvalidAuthToken" in text for text in chain):
+        return (f"--ray {address}: the Ray cluster there refused this client's authentication token; a cluster with "
+                "token authentication needs RAY_AUTH_MODE=token here and its token in RAY_AUTH_TOKEN_PATH (a file), "
+                "RAY_AUTH_TOKEN or ~/.ray/auth_token")
+    return f"--ray {address}: could not connect to the Ray cluster there ({first_line(str(err))}; {_VALID})"
 
 
 def _forwarded_env() -> dict[str, str]:
