@@ -90,6 +90,7 @@ def _recorded(results: Path, models: list[str]) -> dict[str, dict]:
         out[row["params.model"]] = {
             "metrics": {k: v for k, v in row.items() if k.startswith("metrics.")},
             "params": {k: v for k, v in row.items() if k.startswith("params.")},
+            "fingerprint": {k: v for k, v in row.items() if k.startswith("tags.fingerprint.")},
         }
     return out
 
@@ -104,6 +105,9 @@ def _assert_same_evals(got: dict, want: dict) -> None:
     for model in want:
         assert got[model]["metrics"] == want[model]["metrics"], model
         assert got[model]["params"] == want[model]["params"], model
+        assert got[model]["fingerprint"] == want[model]["fingerprint"], model  # computed alike, wherever it ran
+        assert set(got[model]["fingerprint"]) == {f"tags.{schema.fingerprint_tag(f)}" for f in schema.FINGERPRINT_FIELDS}
+        assert "unknown" not in got[model]["fingerprint"].values()
 
 
 def test_in_process_sweep_records_each_model_once_as_harness_eval_does(models, alone, tmp_path, capsys):

@@ -161,7 +161,8 @@ def evaluate_call(target: str, model_hash: str, suite: str, units: list[tuple[in
     process title is ``ray::evaluate_call``).
 
     Returns:
-        ``{"outputs": [(cache key, output)...], "host", "node", "seconds"}``.
+        ``{"outputs": [(cache key, output)...], "fingerprint", "host", "node", "seconds"}``: the fingerprint
+        (`harness.evals.fingerprint`) of the machine that computed the outputs, which their cache entries carry.
     """
     import torch
 
@@ -170,13 +171,17 @@ def evaluate_call(target: str, model_hash: str, suite: str, units: list[tuple[in
     scratch = scratch_dir or str(Path(tempfile.gettempdir()) / "harness-sweep")
     outputs = eval_run.compute(target, model_hash, suite, units, cfg=cfg, scratch_dir=scratch,
                                trust_remote_code=trust_remote_code)
+    from harness.evals import backends, fingerprint
+
+    here = fingerprint.take(cfg, *backends.model_arguments(cfg, target, trust_remote_code), target)
     node = None
     if "ray" in sys.modules:  # on a Ray worker: which node ran it
         import ray
 
         if ray.is_initialized():
             node = ray.get_runtime_context().get_node_id()[:8]
-    return {"outputs": outputs, "host": socket.gethostname(), "node": node, "seconds": time.perf_counter() - start}
+    return {"outputs": outputs, "fingerprint": here, "host": socket.gethostname(), "node": node,
+            "seconds": time.perf_counter() - start}
 
 
 def _in_process(jobs, args, results_dir) -> list[str]:
@@ -254,7 +259,8 @@ def _store(p: eval_run.Prepared, call, answer: dict, results_dir) -> None:
             raise HarnessError(f"sweep: the worker on {answer['host']} evaluated {plan.entry.task} of {p.model} "
                                "with another cache key than this machine's: its suite, task files, data or "
                                "packages differ; install the same harness and data on every node")
-        plan.output = cache.save(results_dir, plan.key, plan.material, output)
+        plan.output = cache.save(results_dir, plan.key, plan.material, output, fingerprint=answer.get("fingerprint"))
+        plan.fingerprint = answer.get("fingerprint")
     where = f" on {answer['host']} (node {answer['node']})" if answer.get("node") else ""
     seconds = answer["seconds"]
     for plan in call:
