@@ -66,6 +66,13 @@ def _on_signals() -> dict:
     return previous
 
 
+def raise_if_stopped() -> None:
+    """Raise the stop a signal asked for, if one came and something swallowed it: for a command that would go on
+    (`harness watch` polls until stopped)."""
+    if _received:
+        raise KeyboardInterrupt() if _received[0] == signal.SIGINT else Terminated(_received[0])
+
+
 class _UsageError(Exception):
     """An argument argparse refused, with the command whose --help lists the valid ones."""
 

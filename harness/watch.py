@@ -131,6 +131,8 @@ def watch(folder: str, suite: str, *, cfg: "Config", baseline: str | None = None
         HarnessError: bad input (folder, suite, baseline, other settings than the folder's watch run), before any
             work.
     """
+    from harness import cli
+
     w = _check(folder, suite, cfg, baseline)
     if not once:
         console.info(f"watching {w.folder} for checkpoint-<step> folders every {poll:g} s (suite {w.spec.name}); "
@@ -146,6 +148,7 @@ def watch(folder: str, suite: str, *, cfg: "Config", baseline: str | None = None
                 console.result(f"nothing new in {w.folder} (suite {w.spec.name})")
             if once:
                 return w.code
+            cli.raise_if_stopped()  # a Ctrl-C a library swallowed mid-poll still stops the watch
             time.sleep(poll)
 
 

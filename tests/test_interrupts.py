@@ -44,3 +44,25 @@ def test_a_swallowed_interrupt_still_stops_the_command(monkeypatch, capsys, sig,
 def test_an_uninterrupted_command_keeps_its_code(capsys):
     assert cli.main(["elo", "prob", "100"]) == 0
     assert "0.64" in capsys.readouterr().out
+
+
+def test_a_ctrl_c_swallowed_mid_poll_stops_the_watch(monkeypatch, capsys, tmp_path, default_handlers):
+    from harness import watch
+
+    looks = []
+
+    def swallowing(w):  # a look at the record during which a library catches the Ctrl-C
+        looks.append(1)
+        assert len(looks) < 3, "the watch went on polling after a Ctrl-C"
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+        except BaseException:  # noqa: BLE001 - what the library did
+            pass
+        return None
+
+    monkeypatch.setattr(watch, "_pending", swallowing)
+    (tmp_path / "out").mkdir()
+    code = cli.main(["watch", str(tmp_path / "out"), "--suite", "tiny", "--poll", "0.05",
+                     "--results", str(tmp_path / "results")])
+    assert code == 130 and looks == [1]
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "harness: interrupted"

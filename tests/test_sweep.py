@@ -149,8 +149,16 @@ def _kill_one_task(killed: list, stop: threading.Event) -> None:
         time.sleep(0.1)
 
 
-def test_ray_sweep_records_every_eval_once_after_a_killed_worker(models, alone, cluster, tmp_path, capsys):
+def test_ray_sweep_records_every_eval_once_after_a_killed_worker(models, alone, cluster, tmp_path, capsys,
+                                                                  monkeypatch):
+    from harness import cli
+    from harness.evals import sweep
+
     results = tmp_path / "results"
+    handlers = []  # SIGTERM's handler while the outputs arrive: the harness's (runs end KILLED), not Ray's sys.exit
+    store_outputs = sweep._store
+    monkeypatch.setattr(sweep, "_store", lambda *a: (handlers.append(signal.getsignal(signal.SIGTERM)),
+                                                     store_outputs(*a))[1])
     killed: list[int] = []
     stop = threading.Event()
     killer = threading.Thread(target=_kill_one_task, args=(killed, stop), daemon=True)
@@ -163,6 +171,7 @@ def test_ray_sweep_records_every_eval_once_after_a_killed_worker(models, alone, 
         killer.join()
     captured = capsys.readouterr()
     assert code == 0, captured.err
+    assert handlers and all(h is cli._raise_terminated for h in handlers), handlers
     assert killed, "no worker was found executing a sweep task"
     for model in models:  # every (model, entry) evaluated once, on a node of the cluster
         lines = _done_lines(captured.err, model)

@@ -190,7 +190,13 @@ def test_polling_until_ctrl_c(tmp_path, write_checkpoint):
             time.sleep(0.5)
         time.sleep(1.5)  # a few more polls: nothing new
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
+        try:
+            out, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            logs = sorted((results / "logs").glob("*.log"))
+            pytest.fail("the watch did not stop within 60 s of SIGINT; its log ends:\n"
+                        + (logs[-1].read_text(errors="replace")[-3000:] if logs else "(no log)"))
     finally:
         if proc.poll() is None:
             proc.kill()

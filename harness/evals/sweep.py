@@ -36,9 +36,11 @@ import dataclasses
 import logging
 import os
 import re
+import signal
 import socket
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -195,11 +197,15 @@ def _on_ray(jobs, args, results_dir, address: str, resources: SweepConfig) -> li
     """Every task on the Ray cluster at `address`; each output cached as it arrives. The failures, as lines."""
     import ray
 
+    ours = signal.getsignal(signal.SIGTERM)
     try:
         ray.init(address=address, runtime_env={"env_vars": _forwarded_env()}, log_to_driver=True,
                  logging_level=logging.WARNING)
     except (ConnectionError, ray.exceptions.AuthenticationError) as err:  # a head that listens but refuses us
         raise HarnessError(_refused(address, err)) from None
+    finally:  # ray.init replaces the SIGTERM handler by its own sys.exit(15): open runs would end FAILED, not KILLED
+        if ours is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, ours)
     try:
         _check_fits(ray, address, resources)
         remote = ray.remote(num_cpus=resources.cpus_per_task, num_gpus=resources.gpus_per_task,
