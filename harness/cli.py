@@ -23,54 +23,8 @@ import argparse
 import signal
 import sys
 
-from harness import distributed
+from harness import distributed, stops
 from harness.errors import HarnessError, ServerUnreachable
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (what `timeout`, CI cancellation and systemd send) or SIGHUP, raised like Ctrl-C so that every open
-    MLflow run ends KILLED (`harness.tracking.store.run`) and the command stops with ``128 + signal``."""
-
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-_received: list[int] = []  # the stopping signals that arrived during the command, Ctrl-C's SIGINT included
-
-
-def _raise_terminated(signum: int, frame) -> None:
-    _received.append(signum)
-    for sig in (signal.SIGTERM, signal.SIGHUP):  # a second signal must not cut short the runs' KILLED endings
-        signal.signal(sig, signal.SIG_IGN)
-    raise Terminated(signum)
-
-
-def _raise_interrupt(signum: int, frame) -> None:
-    _received.append(signum)
-    raise KeyboardInterrupt
-
-
-def _on_signals() -> dict:
-    """SIGTERM and SIGHUP stop a command as Ctrl-C does (main thread only: signals are delivered there), and every
-    stopping signal is remembered, so that one a library swallows (a thread pool's callback catching everything)
-    still ends the command as interrupted; the handlers they replace, to restore."""
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        return {}
-    _received.clear()
-    previous = {sig: signal.signal(sig, _raise_terminated) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-        previous[signal.SIGINT] = signal.signal(signal.SIGINT, _raise_interrupt)
-    return previous
-
-
-def raise_if_stopped() -> None:
-    """Raise the stop a signal asked for, if one came and something swallowed it: for a command that would go on
-    (`harness watch` polls until stopped)."""
-    if _received:
-        raise KeyboardInterrupt() if _received[0] == signal.SIGINT else Terminated(_received[0])
 
 
 class _UsageError(Exception):
@@ -137,15 +91,14 @@ def main(argv: list[str] | None = None, *, capture_fds: bool | None = None) -> i
         console.error(f"harness {args.command} runs in one process, and this launch started "
                       f"{distributed.processes()}: only harness run trains across the processes of accelerate launch")
         return distributed.finish(2)
-    previous = _on_signals()
+    previous = stops.on_signals()
     try:
         code = _run(args, argv, capture_fds)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    if _received and code < 128:  # interrupted, but something swallowed it: the command did not finish as asked
-        first = _received[0]
-        return _stopped(KeyboardInterrupt() if first == signal.SIGINT else Terminated(first))
+    if (swallowed := stops.swallowed()) is not None and code < 128:  # interrupted, and something swallowed it:
+        return _stopped(swallowed)  # the command did not finish as asked
     return distributed.finish(code)
 
 
@@ -266,7 +219,7 @@ def _stopped(err: BaseException) -> int:
     if isinstance(err, HarnessError):
         console.error(str(err))
         return err.exit_code
-    if isinstance(err, Terminated):
+    if isinstance(err, stops.Terminated):
         console.info(f"harness: terminated by {err}; open MLflow runs end KILLED")
         return 128 + err.signum
     if isinstance(err, KeyboardInterrupt):

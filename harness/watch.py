@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
-from harness import console
+from harness import console, stops
 from harness.config_base import to_dict
 from harness.errors import HarnessError
 from harness.tracking import schema, store
@@ -131,8 +131,6 @@ def watch(folder: str, suite: str, *, cfg: "Config", baseline: str | None = None
         HarnessError: bad input (folder, suite, baseline, other settings than the folder's watch run), before any
             work.
     """
-    from harness import cli
-
     w = _check(folder, suite, cfg, baseline)
     if not once:
         console.info(f"watching {w.folder} for checkpoint-<step> folders every {poll:g} s (suite {w.spec.name}); "
@@ -148,7 +146,7 @@ def watch(folder: str, suite: str, *, cfg: "Config", baseline: str | None = None
                 console.result(f"nothing new in {w.folder} (suite {w.spec.name})")
             if once:
                 return w.code
-            cli.raise_if_stopped()  # a Ctrl-C a library swallowed mid-poll still stops the watch
+            stops.raise_if_stopped()  # a Ctrl-C a library swallowed mid-poll still stops the watch
             time.sleep(poll)
 
 

@@ -151,7 +151,7 @@ def _kill_one_task(killed: list, stop: threading.Event) -> None:
 
 def test_ray_sweep_records_every_eval_once_after_a_killed_worker(models, alone, cluster, tmp_path, capsys,
                                                                   monkeypatch):
-    from harness import cli
+    from harness import stops
     from harness.evals import sweep
 
     results = tmp_path / "results"
@@ -171,7 +171,7 @@ def test_ray_sweep_records_every_eval_once_after_a_killed_worker(models, alone, 
         killer.join()
     captured = capsys.readouterr()
     assert code == 0, captured.err
-    assert handlers and all(h is cli._raise_terminated for h in handlers), handlers
+    assert handlers and all(h is stops._raise_terminated for h in handlers), handlers
     assert killed, "no worker was found executing a sweep task"
     for model in models:  # every (model, entry) evaluated once, on a node of the cluster
         lines = _done_lines(captured.err, model)
