@@ -87,6 +87,20 @@ def test_artifact_paths_are_normalised():
         schema.Artifact("../x.csv", "csv")
 
 
+@pytest.mark.filterwarnings("error")
+def test_jsonl_artifacts_read_back_as_written(tmp_path):
+    """Columns that look like dates to pandas (timestamp, date, *_at) come back as written, with no warning."""
+    frame = pd.DataFrame({"timestamp": [1700000000, 1700000001], "date": ["2024-01-01", "2024-01-02"],
+                          "created_at": ["07:00", "08:00"], "target": ["1", "02"], "score": [0.5, 1.0]})
+    path = tmp_path / "rows.jsonl"
+    store.write_file(schema.ARENA_ANSWERS, frame, path)
+    back = store._parse(path, "jsonl")
+    assert back["timestamp"].tolist() == [1700000000, 1700000001]
+    assert back["date"].tolist() == ["2024-01-01", "2024-01-02"]
+    assert back["created_at"].tolist() == ["07:00", "08:00"] and back["target"].tolist() == ["1", "02"]
+    assert back["score"].tolist() == [0.5, 1.0]
+
+
 _TAG_LITERAL = re.compile(r"""^harness\.(%s)\b""" % "|".join(f.name for f in schema.dataclasses.fields(schema.RunTags)))
 _ARTIFACT_LITERAL = re.compile(r"""(scores\.csv|skills\.csv|lm_eval_results\.json|(?<![\w/])arena/[a-z_]+\.\w+|"""
                                r"""nightly/[a-z_]+\.\w+|decontam/[a-z_]+\.\w+|stage_skill\.\w+|compare\.(csv|txt)|"""

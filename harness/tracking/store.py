@@ -763,7 +763,10 @@ def _parse(local: Path, format: str) -> Any:
     if format == "csv":
         return pd.read_csv(local)
     if format == "jsonl":
-        return pd.read_json(local, orient="records", lines=True, dtype=False, convert_dates=False)
+        # dtype=False keeps values as JSON wrote them; pandas 3 then converts no dates either (and deprecates the
+        # convert_dates keyword), pandas 2 needs it said
+        dates = {} if int(pd.__version__.split(".")[0]) >= 3 else {"convert_dates": False}
+        return pd.read_json(local, orient="records", lines=True, dtype=False, **dates)
     if format == "json":
         return json.loads(local.read_text())
     if format == "yaml":
