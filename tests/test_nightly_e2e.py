@@ -4,6 +4,7 @@ nightly as baseline, arena deltas, and bad input."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import sqlite3
 from pathlib import Path
@@ -314,3 +315,16 @@ def test_aa_re_evaluates_the_baseline_finds_no_drift_and_names_the_fingerprint_c
     for name in schema.FINGERPRINT_FIELDS:
         assert fresh[f"tags.{schema.fingerprint_tag(name)}"], name
     assert json.loads(entry.read_text())["fingerprint"]["hardware"] == here  # the fresh output replaced the entry
+    # the A/A check judged no candidate: it is no 'last-pass' baseline, and not a point of the candidates' trend
+    one = ["nightly", "--suite", str(tmp_path / "one.yaml"), "--results", str(results), *LIMIT]
+    assert main([*one, "--candidate", ckpt("rlvr"), "--baseline", "last-pass"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "no passing nightly of suite 'one'" in err and "(A/A checks do not count)" in err
+    assert main([*one, "--candidate", ckpt("rlvr"), "--baseline", ckpt("sft")]) in (0, 1)
+    out = capsys.readouterr().out
+    assert "## Trend over the last 1 nightlies" in out, out
+    # the dashboard's nightly table tells the A/A check from the nightlies that judged a candidate
+    assert main(["dashboard", "--results", str(results), "--out", str(tmp_path / "site"), "--samples", "0"]) == 0
+    page = (tmp_path / "site" / "index.html").read_text()
+    checks = re.findall(r"<td[^>]*>\s*(A/A \(drift\)|candidate)\s*</td>", page)
+    assert checks.count("A/A (drift)") == 1 and checks[0] == "candidate", checks  # newest first

@@ -3,7 +3,9 @@
 A nightly logs the candidate's value of every compared metric under the eval runs' name
 (``<skill>/<task>/<metric>``), so the trend is those metrics over the finished nightly runs tagged with the same
 ``suite`` and ``suite_version`` and a ``pass`` or ``fail`` verdict, oldest first, ending with the
-nightly being reported (which is still open, so its values come from memory).
+nightly being reported (which is still open, so its values come from memory). A/A nightlies (``--aa``) are drift
+checks of the baseline, not candidates: they are left out of the trend and of ``last-pass``
+(`harness.nightly.sides.judged`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
+from harness.nightly.sides import judged
 from harness.tracking import schema
 
 if TYPE_CHECKING:
@@ -51,6 +54,7 @@ def trend(result: "NightlyResult", *, results_dir: str | os.PathLike, experiment
     runs = nightly_runs(results_dir=results_dir, experiment=experiment, suite=result.suite,
                         suite_version=result.suite_version)
     if len(runs):
+        runs = judged(runs)
         runs = runs[(runs["run_id"] != result.run_id) & runs[schema.column("verdict")].isin(["pass", "fail"])]
         runs = runs.head(last - 1).iloc[::-1]
     rows = []

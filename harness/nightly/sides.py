@@ -5,8 +5,8 @@ A side is one of:
 - a model folder, a hub id (``org/name``) or an MLflow URI (``models:/name/3``, ``models:/name@alias``,
   ``runs:/<id>/checkpoint``): it is evaluated (the eval cache makes an unchanged checkpoint cheap);
 - a bare word, an alias of the registered model (``champion`` → ``models:/harness-embedded@champion``);
-- ``last-pass`` (baseline only): the candidate of the latest passing nightly of the same suite, whose per-item
-  scores are read back from that nightly's eval run instead of evaluating again;
+- ``last-pass`` (baseline only): the candidate of the latest passing nightly of the same suite (an A/A check does
+  not count: it judged no candidate), whose per-item scores are read back from that nightly's eval run instead of evaluating again;
 - ``run:<eval run id>``: an eval run already in the store (a harness eval, or lm-eval output recorded with
   ``harness import lm-eval``), read back instead of evaluating.
 
@@ -18,10 +18,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.errors import HarnessError
 from harness.nightly.config import EVAL_RUN, LAST_PASS
 from harness.tracking import schema
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _URI_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/")
 
@@ -59,15 +63,25 @@ def _registered_version(uri: str, results_dir) -> tuple[str, str]:
     return name, version
 
 
+def judged(runs: "pd.DataFrame") -> "pd.DataFrame":
+    """The nightly runs among `runs` (`search_runs` rows) that judged a candidate: A/A nightlies (the baseline
+    checked against itself) left out."""
+    column = schema.column("aa")
+    if column not in runs.columns:
+        return runs
+    return runs[runs[column] != "true"]
+
+
 def _last_pass(suite: str, version: str | None, experiment: str, results_dir) -> Side:
     """The latest passing nightly of the suite at `version`; else the latest of any version (which then cannot be
     compared, and the nightly says why)."""
     from harness.tracking import store
 
     uri = store.tracking_uri(results_dir)
-    found = store.find_runs(experiment, schema.Kind.NIGHTLY, results_dir, suite=suite, verdict="pass")
+    found = judged(store.find_runs(experiment, schema.Kind.NIGHTLY, results_dir, suite=suite, verdict="pass"))
     if not len(found):
-        raise HarnessError(f"no passing nightly of suite {suite!r} in experiment {experiment!r} of {uri}, so "
+        raise HarnessError(f"no passing nightly of suite {suite!r} in experiment {experiment!r} of {uri} (A/A checks "
+                           "do not count), so "
                            f"there is no '{LAST_PASS}' baseline; give --baseline an alias (champion), a model "
                            "folder or a models:/ URI")
     same = found[found[schema.column("suite_version")] == version]

@@ -268,7 +268,9 @@ def _nightly_section(runs: "pd.DataFrame") -> dict | None:
         return None
     rows = [{"started": r["start_time"].strftime("%Y-%m-%d %H:%M"), "suite": _tag(r, "suite"),
              "version": _tag(r, "suite_version"), "candidate": _tag(r, "candidate"),
-             "baseline": _tag(r, "baseline"), "verdict": _tag(r, "verdict", "unfinished"),
+             "baseline": _tag(r, "baseline"),
+             "check": "A/A (drift)" if _tag(r, "aa") == "true" else "candidate",
+             "verdict": _tag(r, "verdict", "unfinished"),
              "regressed tasks": _tag(r, "regressions"), "run": r["run_id"]} for _, r in nightlies.iterrows()]
     table = h.table(pd.DataFrame(rows), badges={"verdict": lambda v: f"verdict {v}"}, text=["candidate", "baseline"])
     return {"table": table, "report": schema.NIGHTLY_REPORT_HTML.path}
