@@ -226,6 +226,30 @@ def test_nightly_evaluates_both_sides_on_ray(models, alone, cluster, tmp_path, c
         assert row["metrics.overall/score"] == alone[row["params.model"]]["metrics"]["metrics.overall/score"]
 
 
+def test_aa_on_ray_evaluates_the_baseline_again_on_the_cluster(models, alone, cluster, tmp_path, capsys):
+    """--aa --ray: the baseline's recorded scores computed on the cluster (the cache was empty), then every entry
+    computed again there with the cache bypassed: each task done twice, no drift, two eval runs under the nightly."""
+    results = tmp_path / "results"
+    code = main(["nightly", "--aa", "--baseline", models[0], "--suite", "tiny", "--set", f"eval.limit={LIMIT}",
+                 "--results", str(results), "--ray", cluster.address])
+    captured = capsys.readouterr()
+    assert code == 0, captured.out + captured.err
+    assert captured.out.startswith("# Nightly tiny: A/A PASS: no drift"), captured.out
+    done = sorted(line.split()[2].rstrip(":") for line in _done_lines(captured.err, models[0]))
+    assert done == sorted(TASKS * 2)  # recorded, then computed again: nothing read from the cache the second time
+    runs = store.search_runs(store.tracking_uri(results), "harness")
+    assert (runs["status"] == "FINISHED").all()
+    nightly = runs[runs[schema.column("kind")] == schema.Kind.NIGHTLY.value].iloc[0]
+    assert (nightly[schema.column("aa")], nightly[schema.column("drift")]) == ("true", "false")
+    evals = runs[runs["tags.mlflow.parentRunId"] == nightly["run_id"]]
+    assert sorted(evals["run_id"]) == sorted([nightly[schema.column("candidate_eval_run")],
+                                              nightly[schema.column("baseline_eval_run")]])
+    for _, row in evals.iterrows():  # both as harness eval scores the model alone, fingerprinted where computed
+        assert row["metrics.overall/score"] == alone[models[0]]["metrics"]["metrics.overall/score"]
+        assert all(row[f"tags.{schema.fingerprint_tag(name)}"] not in (None, "", "unknown")
+                   for name in schema.FINGERPRINT_FIELDS)
+
+
 def _one_line(err: str) -> str:
     lines = err.strip().splitlines()
     assert "Traceback" not in err and len(lines) == 1, err

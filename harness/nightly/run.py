@@ -28,7 +28,8 @@ The recipe, in order:
 
 An A/A nightly (``aa``, ``harness nightly --aa``) is the drift alarm: its candidate is the baseline's own
 checkpoint, evaluated again with the eval cache bypassed (read nothing, write the fresh output) after the baseline
-was read as recorded (from the eval cache, or its eval run). Infrastructure drift is any metric whose paired
+was read as recorded (from the eval cache, or its eval run); with ``--ray`` the fresh evaluation runs on the cluster,
+its workers reading no cache either. Infrastructure drift is any metric whose paired
 difference is significant after the correction, or on which more than ``drift_tolerance`` of the items changed
 score (`harness.nightly.stats.drift`); it is tagged ``harness.drift``, logged as ``nightly/drift`` and is the
 verdict ``fail``, with the fingerprint differences as the likely cause.
@@ -74,7 +75,7 @@ def run_nightly(candidate: str | None, baseline: str | None, cfg: NightlyConfig,
         ray: a Ray cluster's ``HOST:PORT``: both sides' suite entries are computed there first
             (`harness.evals.sweep`), then evaluated (from the cache) and recorded here as without it.
         aa: an A/A check (see the module docstring): the baseline's checkpoint evaluated again, cache bypassed,
-            against its recorded scores; drift is the verdict ``fail``.
+            against its recorded scores (with `ray`, computed again on the cluster); drift is the verdict ``fail``.
 
     Returns:
         The `NightlyResult` (its `exit_code` is the command's).
@@ -94,9 +95,9 @@ def run_nightly(candidate: str | None, baseline: str | None, cfg: NightlyConfig,
     version = records.suite_version(spec)
     where = {"registered_model": cfg.registered_model, "suite": spec.name, "experiment": cfg.experiment,
              "results_dir": results}
-    if aa and (promote or ray):
-        raise HarnessError(f"--aa checks the baseline against itself: {'--promote' if promote else '--ray'} does not "
-                           "apply (an A/A check promotes nothing and evaluates here)")
+    if aa and promote:
+        raise HarnessError("--aa checks the baseline against itself: --promote does not apply (an A/A check promotes "
+                           "nothing)")
     if candidate is None and not aa:
         raise HarnessError("--candidate is required: the checkpoint to judge (or --aa, to check the baseline "
                            "against itself)")
@@ -118,12 +119,14 @@ def run_nightly(candidate: str | None, baseline: str | None, cfg: NightlyConfig,
                                drift_tolerance=cfg.drift_tolerance, power=cfg.power)
         print(f"nightly {spec.name} (version {version}): candidate {cand.label}, baseline {base.label}",
               file=out, flush=True)
-        if ray:
-            _sweep([side for side in (cand, base) if side.eval_run is None], cfg, results, ray)
         if aa and base.eval_run is None:  # the recorded scores first: the fresh eval replaces them in the cache
-            base.eval_run = _evaluate(base, cfg, run, results)
+            if ray:
+                _sweep([base], cfg, results, ray)  # computes only what the cache lacks
+            base.eval_run = _evaluate(base, cfg, run, results, swept=bool(ray))
+        if ray:
+            _sweep([side for side in (cand, base) if side.eval_run is None], cfg, results, ray, fresh=aa)
         if cand.eval_run is None:  # else an eval run given as run:<id>
-            cand.eval_run = _evaluate(cand, cfg, run, results, swept=bool(ray), fresh=aa)
+            cand.eval_run = _evaluate(cand, cfg, run, results, swept=bool(ray), fresh=aa and not ray)
         if base.eval_run is None:
             base.eval_run = _evaluate(base, cfg, run, results, swept=bool(ray))
         c_rec = records.load_record(cand.eval_run, results)
@@ -172,12 +175,15 @@ def _keep(entry: "outbox.Entry", kept: list[NightlyResult], cfg: NightlyConfig) 
         _log_report_and_verdict(entry, result)
 
 
-def _sweep(todo: list[sides.Side], cfg: NightlyConfig, results: Path, address: str) -> None:
-    """Both sides' suite entries computed on the Ray cluster at `address`, into the eval cache."""
+def _sweep(todo: list[sides.Side], cfg: NightlyConfig, results: Path, address: str, fresh: bool = False) -> None:
+    """The sides' suite entries computed on the Ray cluster at `address`, into the eval cache; `fresh`: every entry
+    computed again, the cache neither read nor kept by the workers' request caches (the outputs replace the
+    entries)."""
     from harness.evals import sweep
 
     if todo:
-        sweep.compute([side.model for side in todo], cfg.suite, cfg=cfg.eval, resources=cfg.sweep,
+        settings = replace(cfg.eval, cache=False) if fresh else cfg.eval
+        sweep.compute([side.model for side in todo], cfg.suite, cfg=settings, resources=cfg.sweep,
                       results_dir=results, address=address, trust_remote_code=cfg.trust_remote_code,
                       threads=cfg.threads)
 
