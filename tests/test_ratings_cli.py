@@ -90,6 +90,13 @@ def test_plots_and_mlflow(arena_hard, tmp_path, monkeypatch, capsys):
             "rate/battle_counts.csv", "rate/ratings.png", "rate/win_prob.png"} <= artifacts
     board = json.loads(Path(client.download_artifacts(run_id, "rate/leaderboard.json", str(tmp_path))).read_text())
     assert REQUIRED <= set(board[0])
+    # the sandwich SE and the rank interval of every model, as metrics equal to the leaderboard's
+    for row in board:
+        m = row["model"]
+        for column in ("rating", "ci_low", "ci_high", "se", "rank", "rank_ci_low", "rank_ci_high"):
+            assert run.data.metrics[f"{column}/{m}"] == pytest.approx(row[column]), (column, m)
+        assert row["se"] > 0 and row["rank_ci_low"] <= row["rank"] <= row["rank_ci_high"]
+        assert row["ci_low"] < row["rating"] < row["ci_high"]
 
 
 def test_winrate_mlflow(tmp_path, monkeypatch, capsys):
