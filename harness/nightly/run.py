@@ -126,7 +126,7 @@ def run_nightly(candidate: str | None, baseline: str | None, cfg: NightlyConfig,
         if ray:
             _sweep([side for side in (cand, base) if side.eval_run is None], cfg, results, ray, fresh=aa)
         if cand.eval_run is None:  # else an eval run given as run:<id>
-            cand.eval_run = _evaluate(cand, cfg, run, results, swept=bool(ray), fresh=aa and not ray)
+            cand.eval_run = _evaluate(cand, cfg, run, results, swept=bool(ray), fresh=aa)
         if base.eval_run is None:
             base.eval_run = _evaluate(base, cfg, run, results, swept=bool(ray))
         c_rec = records.load_record(cand.eval_run, results)
@@ -191,12 +191,13 @@ def _sweep(todo: list[sides.Side], cfg: NightlyConfig, results: Path, address: s
 def _evaluate(side: sides.Side, cfg: NightlyConfig, run: "Run", results: Path, swept: bool = False,
               fresh: bool = False) -> str:
     """Evaluate one side as an eval run nested under the nightly's; `fresh`: read no cache (the output computed
-    now replaces the eval cache's entry, `harness.evals.cache`)."""
+    now replaces the eval cache's entry, `harness.evals.cache`); `swept`: every entry is in the eval cache already
+    (computed again there by a fresh sweep), so it is read."""
     from harness.evals import evaluate
 
     settings = cfg.eval
-    if swept or fresh:  # swept: every entry is in the eval cache
-        settings = replace(cfg.eval, cache=not fresh)
+    if swept or fresh:
+        settings = replace(cfg.eval, cache=swept or not fresh)
     evaluated = evaluate(side.model, cfg.suite, cfg=settings, results_dir=results, parent=run,
                          experiment=cfg.experiment, trust_remote_code=cfg.trust_remote_code, budget=cfg.budget)
     return evaluated.run_id

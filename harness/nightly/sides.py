@@ -6,7 +6,8 @@ A side is one of:
   ``runs:/<id>/checkpoint``): it is evaluated (the eval cache makes an unchanged checkpoint cheap);
 - a bare word, an alias of the registered model (``champion`` → ``models:/harness-embedded@champion``);
 - ``last-pass`` (baseline only): the candidate of the latest passing nightly of the same suite (an A/A check does
-  not count: it judged no candidate), whose per-item scores are read back from that nightly's eval run instead of evaluating again;
+  not count: it judged no candidate), whose per-item scores are read back from that nightly's eval run instead of
+  evaluating again;
 - ``run:<eval run id>``: an eval run already in the store (a harness eval, or lm-eval output recorded with
   ``harness import lm-eval``), read back instead of evaluating.
 
@@ -80,10 +81,9 @@ def _last_pass(suite: str, version: str | None, experiment: str, results_dir) ->
     uri = store.tracking_uri(results_dir)
     found = judged(store.find_runs(experiment, schema.Kind.NIGHTLY, results_dir, suite=suite, verdict="pass"))
     if not len(found):
-        raise HarnessError(f"no passing nightly of suite {suite!r} in experiment {experiment!r} of {uri} (A/A checks "
-                           "do not count), so "
-                           f"there is no '{LAST_PASS}' baseline; give --baseline an alias (champion), a model "
-                           "folder or a models:/ URI")
+        raise HarnessError(f"no passing nightly of suite {suite!r} in experiment {experiment!r} of {uri} (A/A "
+                           f"checks do not count), so there is no '{LAST_PASS}' baseline; give --baseline an alias "
+                           "(champion), a model folder or a models:/ URI")
     same = found[found[schema.column("suite_version")] == version]
     row = (same if len(same) else found).iloc[0]
     tags = schema.check_version(schema.row_tags(row), row["run_id"])
