@@ -176,8 +176,9 @@ def test_an_edited_document_under_the_same_id_is_refused(suite):
     docs = _docs()
     edited = {t: [dict(d) for d in v] for t, v in docs.items()}
     edited["ifeval"][5]["prompt"] += " Twice."
-    edited["humaneval"][2]["test"] = "assert True"
-    edited["humaneval"][7]["test"] = "assert True"
+    # two HumanEval documents get other unit-test code (data, not assertions of this test): same task_id, new content
+    edited["humaneval"][2]["test"] += "\n# edited\n"
+    edited["humaneval"][7]["test"] += "\n# edited\n"
     cand, base, _, _ = _sides(docs=edited)
     reasons = records.incomparable(cand, base)
     assert "task ifeval: 1 items changed content (same 'key', different document)" in reasons

@@ -106,7 +106,8 @@ def _assert_same_evals(got: dict, want: dict) -> None:
         assert got[model]["metrics"] == want[model]["metrics"], model
         assert got[model]["params"] == want[model]["params"], model
         assert got[model]["fingerprint"] == want[model]["fingerprint"], model  # computed alike, wherever it ran
-        assert set(got[model]["fingerprint"]) == {f"tags.{schema.fingerprint_tag(f)}" for f in schema.FINGERPRINT_FIELDS}
+        fields = {f"tags.{schema.fingerprint_tag(f)}" for f in schema.FINGERPRINT_FIELDS}
+        assert set(got[model]["fingerprint"]) == fields
         assert "unknown" not in got[model]["fingerprint"].values()
 
 
